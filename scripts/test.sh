@@ -37,6 +37,6 @@ cargo test -p palisade-benches --benches
 
 step "loom model of the breaker's admission state machine"
 RUSTFLAGS="--cfg palisade_loom" CARGO_TARGET_DIR=target/loom \
-  cargo test -p palisade-breaker --release --test loom
+  cargo test -p palisade-breaker --release --lib -- loom
 
 step "all checks passed"

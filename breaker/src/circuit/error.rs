@@ -1,0 +1,165 @@
+//! Errors of the circuit breaker service.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::State;
+
+/// Why the breaker opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum TripReason {
+    /// The failure rate over the window reached its threshold.
+    FailureRate = 1,
+    /// The slow-call rate over the window reached its threshold.
+    SlowCallRate = 2,
+    /// Too many failures in a row.
+    ConsecutiveFailures = 3,
+    /// A half-open probe failed.
+    ProbeFailed = 4,
+    /// The half-open state lasted longer than its maximum.
+    HalfOpenTimeout = 5,
+}
+
+impl TripReason {
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => TripReason::FailureRate,
+            2 => TripReason::SlowCallRate,
+            3 => TripReason::ConsecutiveFailures,
+            4 => TripReason::ProbeFailed,
+            5 => TripReason::HalfOpenTimeout,
+            _ => return None,
+        })
+    }
+}
+
+/// A call turned away by the breaker. Small, `Copy`, allocation-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub(crate) state: State,
+    pub(crate) reason: Option<TripReason>,
+    pub(crate) retry_at: Option<Instant>,
+}
+
+impl Rejected {
+    /// The state that rejected the call (`Open`, `ForcedOpen`, or `HalfOpen` with every probe
+    /// taken).
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Why the breaker opened, if it opened by itself.
+    pub fn reason(&self) -> Option<TripReason> {
+        self.reason
+    }
+
+    /// When the open period ends (the breaker will probe then), if known.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Time until the open period ends, if known (reads the clock).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_at.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.state {
+            State::ForcedOpen => f.write_str("circuit breaker forced open"),
+            State::HalfOpen => f.write_str("circuit breaker half-open: probes in flight"),
+            _ => f.write_str("circuit breaker open"),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// The error of a [`CircuitBreaker`](super::CircuitBreaker) service: either the breaker turned the
+/// call away, or the inner service failed.
+///
+/// Converts into `tower::BoxError`; use [`find_rejection`](crate::find_rejection) to find a
+/// rejection in a boxed error chain.
+pub struct Error<E> {
+    kind: Kind<E>,
+}
+
+enum Kind<E> {
+    Rejected(Rejected),
+    Inner(E),
+}
+
+impl<E> Error<E> {
+    pub(crate) fn rejected(r: Rejected) -> Self {
+        Self {
+            kind: Kind::Rejected(r),
+        }
+    }
+
+    pub(crate) fn inner(e: E) -> Self {
+        Self { kind: Kind::Inner(e) }
+    }
+
+    /// Whether the breaker rejected the call.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.kind, Kind::Rejected(_))
+    }
+
+    /// The rejection, if the breaker rejected the call.
+    pub fn rejection(&self) -> Option<&Rejected> {
+        match &self.kind {
+            Kind::Rejected(r) => Some(r),
+            Kind::Inner(_) => None,
+        }
+    }
+
+    /// The inner service's error, if it failed.
+    pub fn inner_ref(&self) -> Option<&E> {
+        match &self.kind {
+            Kind::Inner(e) => Some(e),
+            Kind::Rejected(_) => None,
+        }
+    }
+
+    /// The inner service's error, or the rejection.
+    pub fn into_inner(self) -> Result<E, Rejected> {
+        match self.kind {
+            Kind::Inner(e) => Ok(e),
+            Kind::Rejected(r) => Err(r),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Rejected(r) => f.debug_tuple("Rejected").field(r).finish(),
+            Kind::Inner(e) => f.debug_tuple("Inner").field(e).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Rejected(r) => r.fmt(f),
+            Kind::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            // The rejection is exposed as the source so `find_rejection` can see it through
+            // layers; an inner error is wrapped transparently.
+            Kind::Rejected(r) => Some(r),
+            Kind::Inner(e) => e.source(),
+        }
+    }
+}

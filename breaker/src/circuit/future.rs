@@ -1,0 +1,114 @@
+//! The response future of [`CircuitBreaker`](super::CircuitBreaker).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::core::{Completion, Shared, Ticket};
+use super::error::{Error, Rejected};
+use super::events::Listener;
+use crate::classify::Classify;
+
+/// An admitted call's right to report its outcome. Dropped without an outcome (the response
+/// future was dropped), it records a cancellation, so a half-open probe can never be lost.
+pub(crate) struct Permit<C, L: Listener> {
+    shared: Arc<Shared<L>>,
+    ticket: Ticket,
+    classifier: C,
+    pending: bool,
+}
+
+impl<C, L: Listener> Permit<C, L> {
+    pub(crate) fn new(shared: Arc<Shared<L>>, ticket: Ticket, classifier: C) -> Self {
+        Self {
+            shared,
+            ticket,
+            classifier,
+            pending: true,
+        }
+    }
+}
+
+impl<C, L: Listener> Drop for Permit<C, L> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.shared.record(self.ticket, Completion::Cancelled, None, None);
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](super::CircuitBreaker): the inner future with
+    /// its permit, or an immediate rejection.
+    pub struct ResponseFuture<F, C, L: Listener> {
+        #[pin]
+        kind: Kind<F, C, L>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C, L: Listener> {
+        Called { #[pin] fut: F, permit: Permit<C, L> },
+        Rejected { rejected: Option<Rejected> },
+    }
+}
+
+impl<F, C, L: Listener> ResponseFuture<F, C, L> {
+    pub(crate) fn called(fut: F, permit: Permit<C, L>) -> Self {
+        Self {
+            kind: Kind::Called { fut, permit },
+        }
+    }
+
+    pub(crate) fn rejected(r: Rejected) -> Self {
+        Self {
+            kind: Kind::Rejected { rejected: Some(r) },
+        }
+    }
+}
+
+impl<F, C, L: Listener> fmt::Debug for ResponseFuture<F, C, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<F, T, E, C, L> Future for ResponseFuture<F, C, L>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+    L: Listener,
+{
+    type Output = Result<T, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called { fut, permit } => {
+                let result = ready!(fut.poll(cx));
+                let (elapsed, now) = match permit.ticket.start() {
+                    Some(start) => {
+                        let now = Instant::now();
+                        (Some(now.saturating_duration_since(start)), Some(now))
+                    }
+                    None => (None, None),
+                };
+                let outcome = permit.classifier.classify(result.as_ref(), elapsed);
+                permit.pending = false;
+                permit
+                    .shared
+                    .record(permit.ticket, Completion::Done(outcome), elapsed, now);
+                Poll::Ready(result.map_err(Error::inner))
+            }
+            KindProj::Rejected { rejected } => Poll::Ready(Err(Error::rejected(
+                rejected.take().expect("ResponseFuture polled after completion"),
+            ))),
+        }
+    }
+}

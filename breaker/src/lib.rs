@@ -1,0 +1,67 @@
+//! Resilience middleware for [tower]: circuit breakers (single and keyed), with the same
+//! [`Classify`] trait and handle conventions that the bulkheads, retries and limits of this crate
+//! build on.
+//!
+//! Everything here is a `tower::Layer`/`Service` pair plus a cloneable handle for snapshots,
+//! manual control and live `reconfigure`. Hot paths take no lock, allocate nothing and box no
+//! future.
+//!
+//! ```
+//! use palisade_breaker::circuit::{CircuitBreakerLayer, Config};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let breaker = CircuitBreakerLayer::new("catalog", Config::default()).unwrap();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(breaker)
+//!     .service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) });
+//! assert_eq!(svc.ready().await.unwrap().call(21).await.unwrap(), 42);
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `http` | [`HttpClassifier`] for `http::Response` |
+//! | `tonic` | [`GrpcClassifier`] for gRPC status codes |
+//! | `metrics` | [`metrics::MetricsListener`], exporting through the `metrics` facade |
+//!
+//! [tower]: https://docs.rs/tower
+
+pub mod circuit;
+mod classify;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
+pub use crate::circuit::State;
+#[cfg(feature = "tonic")]
+pub use crate::classify::GrpcClassifier;
+#[cfg(feature = "http")]
+pub use crate::classify::HttpClassifier;
+pub use crate::classify::{AnyError, Classify, Outcome};
+
+/// The error type at service boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Finds a circuit breaker rejection anywhere in an error's source chain (through other layers
+/// and `BoxError`s).
+///
+/// ```
+/// use palisade_breaker::{find_rejection, BoxError};
+/// let e: BoxError = "not a rejection".into();
+/// assert!(find_rejection(&*e).is_none());
+/// ```
+pub fn find_rejection<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a circuit::Rejected> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<circuit::Rejected>() {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
+}
