@@ -52,9 +52,7 @@ impl MetricsListener {
     /// Registers the breaker's counters under `name`.
     pub fn new(name: impl Into<String>) -> Self {
         let name = name.into();
-        let c = |outcome: &'static str| {
-            counter!("palisade_breaker_calls_total", "name" => name.clone(), "outcome" => outcome)
-        };
+        let c = |outcome: &'static str| counter!("palisade_breaker_calls_total", "name" => name.clone(), "outcome" => outcome);
         let inner = Handles {
             success: c("success"),
             failure: c("failure"),

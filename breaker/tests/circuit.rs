@@ -24,7 +24,9 @@ enum Req {
 }
 
 type Svc = palisade_breaker::circuit::CircuitBreaker<
-    tower::util::ServiceFn<fn(Req) -> futures::future::BoxFuture<'static, Result<&'static str, &'static str>>>,
+    tower::util::ServiceFn<
+        fn(Req) -> futures::future::BoxFuture<'static, Result<&'static str, &'static str>>,
+    >,
     palisade_breaker::AnyError,
     Recorder,
 >;
@@ -52,7 +54,13 @@ struct Recorder(Arc<Mutex<Vec<String>>>);
 
 impl Recorder {
     fn transitions(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().filter(|e| e.contains("->")).cloned().collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.contains("->"))
+            .cloned()
+            .collect()
     }
     fn count(&self, what: &str) -> usize {
         self.0.lock().unwrap().iter().filter(|e| *e == what).count()
@@ -61,10 +69,16 @@ impl Recorder {
 
 impl Listener for Recorder {
     fn on_transition(&self, _name: &str, t: &Transition) {
-        self.0.lock().unwrap().push(format!("{:?}->{:?} {:?}", t.from, t.to, t.reason));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{:?}->{:?} {:?}", t.from, t.to, t.reason));
     }
     fn on_outcome(&self, _name: &str, o: Outcome, slow: bool) {
-        self.0.lock().unwrap().push(format!("{o:?}{}", if slow { " slow" } else { "" }));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{o:?}{}", if slow { " slow" } else { "" }));
     }
     fn on_cancelled(&self, _name: &str) {
         self.0.lock().unwrap().push("cancelled".into());
@@ -88,7 +102,10 @@ fn breaker(cfg: Config) -> (Svc, Handle<Recorder>, Recorder) {
     (svc, handle, rec)
 }
 
-async fn call(svc: &mut Svc, req: Req) -> Result<&'static str, palisade_breaker::circuit::Error<&'static str>> {
+async fn call(
+    svc: &mut Svc,
+    req: Req,
+) -> Result<&'static str, palisade_breaker::circuit::Error<&'static str>> {
     svc.ready().await?.call(req).await
 }
 
@@ -112,7 +129,13 @@ fn base() -> palisade_breaker::circuit::Builder {
 async fn failure_rate_trips_only_after_minimum_calls() {
     let (mut svc, h, rec) = breaker(base().trip(TripPolicy::failure_rate(0.5)).build().unwrap());
     for _ in 0..3 {
-        assert!(call(&mut svc, Req::Fail).await.unwrap_err().inner_ref().is_some());
+        assert!(
+            call(&mut svc, Req::Fail)
+                .await
+                .unwrap_err()
+                .inner_ref()
+                .is_some()
+        );
     }
     assert_eq!(h.state(), State::Closed, "3 calls are below minimum_calls");
     // The 4th call is a success, but it completes the minimum with a 75% failure rate.
@@ -146,7 +169,12 @@ async fn below_threshold_stays_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn consecutive_failures_trip_and_successes_reset_the_run() {
-    let (mut svc, h, rec) = breaker(base().trip(TripPolicy::consecutive_failures(3)).build().unwrap());
+    let (mut svc, h, rec) = breaker(
+        base()
+            .trip(TripPolicy::consecutive_failures(3))
+            .build()
+            .unwrap(),
+    );
     for _ in 0..2 {
         let _ = call(&mut svc, Req::Fail).await;
     }
@@ -158,7 +186,10 @@ async fn consecutive_failures_trip_and_successes_reset_the_run() {
     assert_eq!(h.snapshot().consecutive_failures, 2);
     let _ = call(&mut svc, Req::Fail).await;
     assert_eq!(h.state(), State::Open);
-    assert_eq!(rec.transitions(), vec!["Closed->Open Some(ConsecutiveFailures)"]);
+    assert_eq!(
+        rec.transitions(),
+        vec!["Closed->Open Some(ConsecutiveFailures)"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -168,11 +199,17 @@ async fn slow_call_rate_trips_with_measured_latency() {
         .build()
         .unwrap();
     let (mut svc, h, rec) = breaker(cfg);
-    call(&mut svc, Req::Slow(Duration::from_millis(99))).await.unwrap();
+    call(&mut svc, Req::Slow(Duration::from_millis(99)))
+        .await
+        .unwrap();
     call(&mut svc, Req::Ok).await.unwrap();
-    call(&mut svc, Req::Slow(Duration::from_millis(150))).await.unwrap();
+    call(&mut svc, Req::Slow(Duration::from_millis(150)))
+        .await
+        .unwrap();
     assert_eq!(h.state(), State::Closed);
-    call(&mut svc, Req::Slow(Duration::from_secs(1))).await.unwrap();
+    call(&mut svc, Req::Slow(Duration::from_secs(1)))
+        .await
+        .unwrap();
     assert_eq!(h.state(), State::Open);
     assert_eq!(rec.count("Success slow"), 2);
     assert_eq!(h.snapshot().last_trip, Some(TripReason::SlowCallRate));
@@ -204,14 +241,21 @@ async fn time_window_forgets_old_failures() {
 
 #[tokio::test(start_paused = true)]
 async fn open_half_open_closed_cycle() {
-    let cfg = base().trip(TripPolicy::consecutive_failures(1)).build().unwrap();
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(1))
+        .build()
+        .unwrap();
     let (mut svc, h, rec) = breaker(cfg);
     let _ = call(&mut svc, Req::Fail).await;
     assert_eq!(h.state(), State::Open);
     tick(Duration::from_millis(9_999)).await;
     assert_eq!(h.state(), State::Open);
     tick(Duration::from_millis(2)).await;
-    assert_eq!(h.state(), State::HalfOpen, "the timer moved it when the open duration ended");
+    assert_eq!(
+        h.state(),
+        State::HalfOpen,
+        "the timer moved it when the open duration ended"
+    );
 
     // Two probes admitted, the third rejected while they are in flight.
     let gate = Arc::new(Semaphore::new(0));
@@ -235,7 +279,11 @@ async fn open_half_open_closed_cycle() {
     assert_eq!(h.state(), State::Closed);
     assert_eq!(
         rec.transitions(),
-        vec!["Closed->Open Some(ConsecutiveFailures)", "Open->HalfOpen None", "HalfOpen->Closed None"]
+        vec![
+            "Closed->Open Some(ConsecutiveFailures)",
+            "Open->HalfOpen None",
+            "HalfOpen->Closed None"
+        ]
     );
     assert_eq!(h.snapshot().calls, 0, "closing starts a fresh window");
 }
@@ -244,7 +292,10 @@ async fn open_half_open_closed_cycle() {
 async fn probe_failure_reopens_with_exponential_backoff() {
     let cfg = base()
         .trip(TripPolicy::consecutive_failures(1))
-        .open_duration(OpenDuration::exponential(Duration::from_secs(1), Duration::from_secs(5)))
+        .open_duration(OpenDuration::exponential(
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        ))
         .half_open_probes(1)
         .build()
         .unwrap();
@@ -262,7 +313,13 @@ async fn probe_failure_reopens_with_exponential_backoff() {
     }
     // 1 s, 2 s, 4 s, then capped at 5 s (timer granularity: 100 ms steps).
     assert_eq!(opened_for, vec![1000, 2000, 4000, 5000]);
-    assert!(rec.transitions().iter().filter(|t| t.contains("ProbeFailed")).count() == 4);
+    assert!(
+        rec.transitions()
+            .iter()
+            .filter(|t| t.contains("ProbeFailed"))
+            .count()
+            == 4
+    );
     // A success closes and resets the backoff.
     while h.state() != State::HalfOpen {
         tick(Duration::from_millis(100)).await;
@@ -319,7 +376,12 @@ async fn half_open_max_duration_reopens() {
     tokio::task::yield_now().await;
     tick(Duration::from_secs(5)).await;
     assert_eq!(h.state(), State::Open);
-    assert!(rec.transitions().last().unwrap().contains("HalfOpenTimeout"));
+    assert!(
+        rec.transitions()
+            .last()
+            .unwrap()
+            .contains("HalfOpenTimeout")
+    );
     // The stuck probe finishing later belongs to an older generation: it changes nothing.
     gate.add_permits(1);
     stuck.await.unwrap().unwrap();
@@ -328,7 +390,11 @@ async fn half_open_max_duration_reopens() {
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_probe_gives_its_slot_back() {
-    let cfg = base().trip(TripPolicy::consecutive_failures(1)).half_open_probes(1).build().unwrap();
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(1))
+        .half_open_probes(1)
+        .build()
+        .unwrap();
     let (mut svc, h, rec) = breaker(cfg);
     let _ = call(&mut svc, Req::Fail).await;
     tick(Duration::from_secs(10)).await;
@@ -367,7 +433,11 @@ async fn cancellation_counted_as_failure_reopens() {
 
 #[tokio::test(start_paused = true)]
 async fn cancellation_storm_never_sticks_in_half_open() {
-    let cfg = base().trip(TripPolicy::consecutive_failures(1)).half_open_probes(3).build().unwrap();
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(1))
+        .half_open_probes(3)
+        .build()
+        .unwrap();
     let (mut svc, h, _) = breaker(cfg);
     let _ = call(&mut svc, Req::Fail).await;
     tick(Duration::from_secs(10)).await;
@@ -388,7 +458,11 @@ async fn cancellation_storm_never_sticks_in_half_open() {
         for t in tasks {
             let _ = t.await;
         }
-        assert_eq!(h.snapshot().half_open_probes, 0, "round {round}: every slot returned");
+        assert_eq!(
+            h.snapshot().half_open_probes,
+            0,
+            "round {round}: every slot returned"
+        );
     }
     assert_eq!(h.state(), State::HalfOpen);
     for _ in 0..3 {
@@ -399,7 +473,10 @@ async fn cancellation_storm_never_sticks_in_half_open() {
 
 #[tokio::test(start_paused = true)]
 async fn outcome_of_an_older_generation_is_discarded() {
-    let cfg = base().trip(TripPolicy::consecutive_failures(2)).build().unwrap();
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(2))
+        .build()
+        .unwrap();
     let (mut svc, h, _) = breaker(cfg);
     let gate = Arc::new(Semaphore::new(0));
     let fut = svc.ready().await.unwrap().call(Req::Hang(gate.clone()));
@@ -409,12 +486,21 @@ async fn outcome_of_an_older_generation_is_discarded() {
     h.close();
     gate.add_permits(1);
     late.await.unwrap().unwrap();
-    assert_eq!(h.snapshot().calls, 0, "the call admitted before the transitions was not counted");
+    assert_eq!(
+        h.snapshot().calls,
+        0,
+        "the call admitted before the transitions was not counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn manual_states() {
-    let (mut svc, h, rec) = breaker(base().trip(TripPolicy::consecutive_failures(1)).build().unwrap());
+    let (mut svc, h, rec) = breaker(
+        base()
+            .trip(TripPolicy::consecutive_failures(1))
+            .build()
+            .unwrap(),
+    );
     h.force_open();
     assert_eq!(h.state(), State::ForcedOpen);
     let err = call(&mut svc, Req::Ok).await.unwrap_err();
@@ -482,31 +568,50 @@ async fn reconfigure_keeps_counters_when_the_window_shape_is_unchanged() {
     h.close();
     let _ = call(&mut svc, Req::Ok).await;
     assert_eq!(h.snapshot().calls, 1);
-    h.reconfigure(base().count_window(20).build().unwrap()).unwrap();
+    h.reconfigure(base().count_window(20).build().unwrap())
+        .unwrap();
     assert_eq!(h.snapshot().calls, 0, "window shape changed: reset");
 }
 
 #[tokio::test(start_paused = true)]
 async fn reconfigure_to_slow_call_policy_starts_timing_calls() {
     let (mut svc, h, rec) = breaker(base().trip(TripPolicy::failure_rate(0.5)).build().unwrap());
-    call(&mut svc, Req::Slow(Duration::from_secs(1))).await.unwrap();
-    assert_eq!(rec.count("Success slow"), 0);
-    h.reconfigure(base().trip(TripPolicy::slow_call_rate(0.5, Duration::from_millis(10))).build().unwrap())
+    call(&mut svc, Req::Slow(Duration::from_secs(1)))
+        .await
         .unwrap();
-    call(&mut svc, Req::Slow(Duration::from_secs(1))).await.unwrap();
+    assert_eq!(rec.count("Success slow"), 0);
+    h.reconfigure(
+        base()
+            .trip(TripPolicy::slow_call_rate(0.5, Duration::from_millis(10)))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    call(&mut svc, Req::Slow(Duration::from_secs(1)))
+        .await
+        .unwrap();
     assert_eq!(rec.count("Success slow"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn open_breaker_rejects_without_polling_the_inner_service() {
-    let layer = CircuitBreakerLayer::new("mock", base().trip(TripPolicy::consecutive_failures(1)).build().unwrap())
-        .unwrap();
+    let layer = CircuitBreakerLayer::new(
+        "mock",
+        base()
+            .trip(TripPolicy::consecutive_failures(1))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let h = layer.handle();
     let (mock, mut ctl) = tower_test::mock::pair::<&'static str, &'static str>();
     let mut svc = tower_test::mock::Spawn::new(ServiceBuilder::new().layer(layer).service(mock));
     h.force_open();
     ctl.allow(0); // The inner service is not ready and never will be.
-    assert!(svc.poll_ready().is_ready(), "rejection does not wait for the inner service");
+    assert!(
+        svc.poll_ready().is_ready(),
+        "rejection does not wait for the inner service"
+    );
     let err = svc.call("x").await.unwrap_err();
     assert!(err.is_rejected());
     // Closed again: now readiness comes from the inner service.
@@ -523,12 +628,18 @@ async fn open_breaker_rejects_without_polling_the_inner_service() {
 
 #[tokio::test(start_paused = true)]
 async fn unused_probe_reservation_is_returned_when_the_service_is_dropped() {
-    let cfg = base().trip(TripPolicy::consecutive_failures(1)).half_open_probes(1).build().unwrap();
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(1))
+        .half_open_probes(1)
+        .build()
+        .unwrap();
     let (mut svc, h, _) = breaker(cfg);
     let _ = call(&mut svc, Req::Fail).await;
     tick(Duration::from_secs(10)).await;
     let mut reserving = svc.clone();
-    futures::future::poll_fn(|cx| reserving.poll_ready(cx)).await.unwrap();
+    futures::future::poll_fn(|cx| reserving.poll_ready(cx))
+        .await
+        .unwrap();
     assert_eq!(h.snapshot().half_open_probes, 1);
     drop(reserving);
     assert_eq!(h.snapshot().half_open_probes, 0);
@@ -551,7 +662,11 @@ fn without_a_runtime_the_open_state_reads_the_clock() {
         .service_fn(|ok: bool| async move { if ok { Ok(()) } else { Err("no") } });
     let _ = futures::executor::block_on(svc.call(false));
     assert_eq!(h.state(), State::Open);
-    assert!(futures::executor::block_on(svc.call(true)).unwrap_err().is_rejected());
+    assert!(
+        futures::executor::block_on(svc.call(true))
+            .unwrap_err()
+            .is_rejected()
+    );
     std::thread::sleep(Duration::from_millis(30));
     futures::executor::block_on(svc.call(true)).unwrap();
     assert_eq!(h.state(), State::Closed);

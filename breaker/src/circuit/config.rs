@@ -249,7 +249,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid circuit breaker config: {}: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid circuit breaker config: {}: {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -270,12 +274,18 @@ impl Config {
         match self.window {
             WindowConfig::Count { size } => {
                 if !(1..=1_000_000).contains(&size) {
-                    return Err(ConfigError::new("window.size", format!("{size} is not in 1..=1000000")));
+                    return Err(ConfigError::new(
+                        "window.size",
+                        format!("{size} is not in 1..=1000000"),
+                    ));
                 }
             }
             WindowConfig::Time { length, buckets } => {
                 if !(1..=1000).contains(&buckets) {
-                    return Err(ConfigError::new("window.buckets", format!("{buckets} is not in 1..=1000")));
+                    return Err(ConfigError::new(
+                        "window.buckets",
+                        format!("{buckets} is not in 1..=1000"),
+                    ));
                 }
                 if length / buckets < Duration::from_millis(1) {
                     return Err(ConfigError::new(
@@ -300,19 +310,27 @@ impl Config {
                     rate_ok(rate) && !threshold.is_zero(),
                     "slow_call_rate needs a rate in (0, 1] and a non-zero threshold",
                 ),
-                TripPolicy::ConsecutiveFailures(n) => (2, n >= 1, "consecutive_failures must be at least 1"),
+                TripPolicy::ConsecutiveFailures(n) => {
+                    (2, n >= 1, "consecutive_failures must be at least 1")
+                }
             };
             if !ok {
                 return Err(ConfigError::new("trip", what));
             }
             if std::mem::replace(&mut seen[i], true) {
-                return Err(ConfigError::new("trip", "each kind of trip policy may appear once"));
+                return Err(ConfigError::new(
+                    "trip",
+                    "each kind of trip policy may appear once",
+                ));
             }
         }
         match self.open_duration {
             OpenDuration::Constant { duration } => {
                 if duration.is_zero() {
-                    return Err(ConfigError::new("open_duration.duration", "must be non-zero"));
+                    return Err(ConfigError::new(
+                        "open_duration.duration",
+                        "must be non-zero",
+                    ));
                 }
             }
             OpenDuration::Exponential {
@@ -322,30 +340,51 @@ impl Config {
                 jitter,
             } => {
                 if initial.is_zero() {
-                    return Err(ConfigError::new("open_duration.initial", "must be non-zero"));
+                    return Err(ConfigError::new(
+                        "open_duration.initial",
+                        "must be non-zero",
+                    ));
                 }
                 if !(multiplier >= 1.0 && multiplier.is_finite()) {
-                    return Err(ConfigError::new("open_duration.multiplier", "must be a finite number >= 1"));
+                    return Err(ConfigError::new(
+                        "open_duration.multiplier",
+                        "must be a finite number >= 1",
+                    ));
                 }
                 if max < initial {
-                    return Err(ConfigError::new("open_duration.max", "must be at least `initial`"));
+                    return Err(ConfigError::new(
+                        "open_duration.max",
+                        "must be at least `initial`",
+                    ));
                 }
                 if !(0.0..1.0).contains(&jitter) {
-                    return Err(ConfigError::new("open_duration.jitter", "must be in [0, 1)"));
+                    return Err(ConfigError::new(
+                        "open_duration.jitter",
+                        "must be in [0, 1)",
+                    ));
                 }
             }
         }
         let ho = &self.half_open;
         if !(1..=MAX_PROBES).contains(&ho.probes) {
-            return Err(ConfigError::new("half_open.probes", format!("{} is not in 1..={MAX_PROBES}", ho.probes)));
+            return Err(ConfigError::new(
+                "half_open.probes",
+                format!("{} is not in 1..={MAX_PROBES}", ho.probes),
+            ));
         }
         if let Some(s) = ho.successes {
             if s == 0 || s > ho.probes {
-                return Err(ConfigError::new("half_open.successes", "must be in 1..=half_open.probes"));
+                return Err(ConfigError::new(
+                    "half_open.successes",
+                    "must be in 1..=half_open.probes",
+                ));
             }
         }
         if ho.max_duration.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new("half_open.max_duration", "must be non-zero"));
+            return Err(ConfigError::new(
+                "half_open.max_duration",
+                "must be non-zero",
+            ));
         }
         Ok(())
     }
@@ -470,26 +509,54 @@ cancellation: failure
     #[test]
     fn bad_values_name_the_field() {
         let cases: Vec<(Config, &str)> = vec![
-            (Config { window: WindowConfig::Count { size: 0 }, ..Config::default() }, "window.size"),
             (
                 Config {
-                    window: WindowConfig::Time { length: Duration::from_millis(5), buckets: 10 },
+                    window: WindowConfig::Count { size: 0 },
+                    ..Config::default()
+                },
+                "window.size",
+            ),
+            (
+                Config {
+                    window: WindowConfig::Time {
+                        length: Duration::from_millis(5),
+                        buckets: 10,
+                    },
                     ..Config::default()
                 },
                 "window.length",
             ),
-            (Config { trip: vec![TripPolicy::FailureRate(1.5)], ..Config::default() }, "trip"),
-            (Config { trip: vec![], ..Config::default() }, "trip"),
             (
                 Config {
-                    trip: vec![TripPolicy::ConsecutiveFailures(2), TripPolicy::ConsecutiveFailures(3)],
+                    trip: vec![TripPolicy::FailureRate(1.5)],
                     ..Config::default()
                 },
                 "trip",
             ),
             (
                 Config {
-                    half_open: HalfOpenConfig { probes: 2, successes: Some(3), max_duration: None },
+                    trip: vec![],
+                    ..Config::default()
+                },
+                "trip",
+            ),
+            (
+                Config {
+                    trip: vec![
+                        TripPolicy::ConsecutiveFailures(2),
+                        TripPolicy::ConsecutiveFailures(3),
+                    ],
+                    ..Config::default()
+                },
+                "trip",
+            ),
+            (
+                Config {
+                    half_open: HalfOpenConfig {
+                        probes: 2,
+                        successes: Some(3),
+                        max_duration: None,
+                    },
                     ..Config::default()
                 },
                 "half_open.successes",

@@ -61,10 +61,16 @@ impl Core {
             return None;
         }
         let calls = counts.calls as f64;
-        if self.failure_rate.is_some_and(|r| counts.failures as f64 / calls >= r) {
+        if self
+            .failure_rate
+            .is_some_and(|r| counts.failures as f64 / calls >= r)
+        {
             return Some(TripReason::FailureRate);
         }
-        if self.slow_rate.is_some_and(|r| counts.slow as f64 / calls >= r) {
+        if self
+            .slow_rate
+            .is_some_and(|r| counts.slow as f64 / calls >= r)
+        {
             return Some(TripReason::SlowCallRate);
         }
         None
@@ -169,7 +175,11 @@ impl<L: Listener> Shared<L> {
     #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Ticket, Rejected> {
         loop {
-            match self.state.0.admit(|| self.max_probes.load(Ordering::Relaxed)) {
+            match self
+                .state
+                .0
+                .admit(|| self.max_probes.load(Ordering::Relaxed))
+            {
                 Admission::Admit {
                     generation,
                     probe,
@@ -223,11 +233,15 @@ impl<L: Listener> Shared<L> {
             self.check_half_open_timeout(w);
         }
         let reason = match kind {
-            State::Open | State::HalfOpen => TripReason::from_u8(self.last_reason.load(Ordering::Relaxed)),
+            State::Open | State::HalfOpen => {
+                TripReason::from_u8(self.last_reason.load(Ordering::Relaxed))
+            }
             _ => None,
         };
         let retry_at = match kind {
-            State::Open => self.deadline_of(w).map(|d| self.epoch + Duration::from_nanos(d)),
+            State::Open => self
+                .deadline_of(w)
+                .map(|d| self.epoch + Duration::from_nanos(d)),
             _ => None,
         };
         let r = Rejected {
@@ -245,7 +259,12 @@ impl<L: Listener> Shared<L> {
         if let Some(d) = self.deadline_of(w) {
             let now = Instant::now();
             if self.nanos(now) >= d {
-                self.open(State::HalfOpen, w.generation(), TripReason::HalfOpenTimeout, now);
+                self.open(
+                    State::HalfOpen,
+                    w.generation(),
+                    TripReason::HalfOpenTimeout,
+                    now,
+                );
             }
         }
     }
@@ -317,19 +336,33 @@ impl<L: Listener> Shared<L> {
                 if judge && w.kind() == State::Closed {
                     let counts = core.window.counts(now_nanos);
                     if let Some(reason) = core.evaluate(counts, consecutive) {
-                        self.open(State::Closed, w.generation(), reason, now.unwrap_or_else(Instant::now));
+                        self.open(
+                            State::Closed,
+                            w.generation(),
+                            reason,
+                            now.unwrap_or_else(Instant::now),
+                        );
                     }
                 }
             }
             State::HalfOpen if ticket.probe => {
                 if failed || slow {
                     let now = now.unwrap_or_else(Instant::now);
-                    self.open(State::HalfOpen, w.generation(), TripReason::ProbeFailed, now);
+                    self.open(
+                        State::HalfOpen,
+                        w.generation(),
+                        TripReason::ProbeFailed,
+                        now,
+                    );
                 } else {
                     let window = &core.window;
-                    let closed = self.state.0.probe_success(ticket.generation, core.required_successes, || {
-                        window.reset();
-                    });
+                    let closed = self.state.0.probe_success(
+                        ticket.generation,
+                        core.required_successes,
+                        || {
+                            window.reset();
+                        },
+                    );
                     if let ProbeSuccess::Closed(next) = closed {
                         self.consecutive.0.store(0, Ordering::Relaxed);
                         self.opens_in_row.store(0, Ordering::Relaxed);
@@ -344,11 +377,18 @@ impl<L: Listener> Shared<L> {
     /// Opens the breaker if it is still `from` in `generation`.
     fn open(self: &Arc<Self>, from: State, generation: u64, reason: TripReason, now: Instant) {
         let armed = tokio::runtime::Handle::try_current().is_ok();
-        let Some((_, next)) = self.state.0.transition_if(from, generation, State::Open, armed) else {
+        let Some((_, next)) = self
+            .state
+            .0
+            .transition_if(from, generation, State::Open, armed)
+        else {
             return;
         };
         self.last_reason.store(reason as u8, Ordering::Relaxed);
-        let n = self.opens_in_row.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = self
+            .opens_in_row
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let core = self.core.load();
         let duration = core.cfg.open_duration.nth(n, self.next_uniform());
         let until = now + duration;
@@ -403,7 +443,12 @@ impl<L: Listener> Shared<L> {
         tokio::spawn(async move {
             tokio::time::sleep_until(until).await;
             if let Some(s) = weak.upgrade() {
-                s.open(State::HalfOpen, generation, TripReason::HalfOpenTimeout, Instant::now());
+                s.open(
+                    State::HalfOpen,
+                    generation,
+                    TripReason::HalfOpenTimeout,
+                    Instant::now(),
+                );
             }
         });
     }
@@ -413,7 +458,13 @@ impl<L: Listener> Shared<L> {
         let core = self.core.load();
         let now = Instant::now();
         let c = core.window.counts(self.nanos(now));
-        let rate = |n: u64| if c.calls == 0 { 0.0 } else { n as f64 / c.calls as f64 };
+        let rate = |n: u64| {
+            if c.calls == 0 {
+                0.0
+            } else {
+                n as f64 / c.calls as f64
+            }
+        };
         let open_remaining = match w.kind() {
             State::Open => self
                 .deadline_of(w)
@@ -429,8 +480,16 @@ impl<L: Listener> Shared<L> {
             failure_rate: rate(c.failures),
             slow_call_rate: rate(c.slow),
             consecutive_failures: self.consecutive.0.load(Ordering::Relaxed),
-            half_open_probes: if w.kind() == State::HalfOpen { w.probes() } else { 0 },
-            half_open_successes: if w.kind() == State::HalfOpen { w.successes() } else { 0 },
+            half_open_probes: if w.kind() == State::HalfOpen {
+                w.probes()
+            } else {
+                0
+            },
+            half_open_successes: if w.kind() == State::HalfOpen {
+                w.successes()
+            } else {
+                0
+            },
             open_remaining,
             last_trip: TripReason::from_u8(self.last_reason.load(Ordering::Relaxed)),
         }
@@ -457,7 +516,8 @@ impl<L: Listener> Shared<L> {
             Arc::new(Window::new(&cfg.window))
         };
         let core = Core::new(cfg, window);
-        self.max_probes.store(core.cfg.half_open.probes, Ordering::Relaxed);
+        self.max_probes
+            .store(core.cfg.half_open.probes, Ordering::Relaxed);
         self.state.0.set_timed(core.slow_threshold.is_some());
         self.core.store(Arc::new(core));
         Ok(())

@@ -64,7 +64,8 @@ impl Rejected {
 
     /// Time until the open period ends, if known (reads the clock).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_at.map(|t| t.saturating_duration_since(Instant::now()))
+        self.retry_at
+            .map(|t| t.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -102,7 +103,9 @@ impl<E> Error<E> {
     }
 
     pub(crate) fn inner(e: E) -> Self {
-        Self { kind: Kind::Inner(e) }
+        Self {
+            kind: Kind::Inner(e),
+        }
     }
 
     /// Whether the breaker rejected the call.

@@ -37,7 +37,8 @@ impl<C, L: Listener> Permit<C, L> {
 impl<C, L: Listener> Drop for Permit<C, L> {
     fn drop(&mut self) {
         if self.pending {
-            self.shared.record(self.ticket, Completion::Cancelled, None, None);
+            self.shared
+                .record(self.ticket, Completion::Cancelled, None, None);
         }
     }
 }
@@ -107,7 +108,9 @@ where
                 Poll::Ready(result.map_err(Error::inner))
             }
             KindProj::Rejected { rejected } => Poll::Ready(Err(Error::rejected(
-                rejected.take().expect("ResponseFuture polled after completion"),
+                rejected
+                    .take()
+                    .expect("ResponseFuture polled after completion"),
             ))),
         }
     }

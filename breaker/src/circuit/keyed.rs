@@ -99,8 +99,14 @@ where
         if let Some(e) = map.get(key) {
             return e.breaker.clone();
         }
-        let cfg = self.config.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let seed = self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let cfg = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let seed = self
+            .seed
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         let name = format!("{}/{}", self.name, key).into_boxed_str();
         let breaker = Arc::new(Shared::new(name, cfg, self.listener.clone(), seed));
         map.insert(
@@ -270,9 +276,13 @@ where
     K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     L: Listener + Clone,
 {
-    fn map_shared<L2>(self, f: impl FnOnce(KeyedShared<K, L>) -> KeyedShared<K, L2>) -> KeyedCircuitBreakerLayer<K, F, C, L2> {
-        let shared = Arc::try_unwrap(self.shared)
-            .unwrap_or_else(|_| panic!("configure a KeyedCircuitBreakerLayer before cloning it or taking its handle"));
+    fn map_shared<L2>(
+        self,
+        f: impl FnOnce(KeyedShared<K, L>) -> KeyedShared<K, L2>,
+    ) -> KeyedCircuitBreakerLayer<K, F, C, L2> {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
+            panic!("configure a KeyedCircuitBreakerLayer before cloning it or taking its handle")
+        });
         KeyedCircuitBreakerLayer {
             shared: Arc::new(f(shared)),
             key_fn: self.key_fn,
@@ -308,7 +318,10 @@ where
     ///
     /// # Panics
     /// If the layer was already cloned or its handle taken.
-    pub fn listener<L2: Listener + Clone>(self, listener: L2) -> KeyedCircuitBreakerLayer<K, F, C, L2> {
+    pub fn listener<L2: Listener + Clone>(
+        self,
+        listener: L2,
+    ) -> KeyedCircuitBreakerLayer<K, F, C, L2> {
         self.map_shared(|s| KeyedShared {
             name: s.name,
             config: s.config,
@@ -454,7 +467,11 @@ where
 
     /// The handle of `key`'s breaker, if it exists.
     pub fn get(&self, key: &K) -> Option<Handle<L>> {
-        let map = self.shared.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .shared
+            .shard(key)
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         map.get(key).map(|e| Handle {
             shared: e.breaker.clone(),
         })
@@ -463,7 +480,8 @@ where
     /// Every key with its breaker's snapshot.
     pub fn snapshots(&self) -> Vec<(K, Snapshot)> {
         let mut out = Vec::with_capacity(self.len());
-        self.shared.for_each(|k, b| out.push((k.clone(), b.snapshot())));
+        self.shared
+            .for_each(|k, b| out.push((k.clone(), b.snapshot())));
         out
     }
 
@@ -475,14 +493,19 @@ where
 
     /// Opens every key's breaker (`ForcedOpen`), e.g. to take a whole host out.
     pub fn force_open_all(&self) {
-        self.shared.for_each(|_, b| Handle { shared: b.clone() }.force_open());
+        self.shared
+            .for_each(|_, b| Handle { shared: b.clone() }.force_open());
     }
 
     /// Applies `config` to every existing breaker and to breakers created from now on. A config
     /// that fails validation changes nothing.
     pub fn reconfigure(&self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
-        *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config.clone();
         let mut result = Ok(());
         self.shared.for_each(|_, b| {
             if let Err(e) = (Handle { shared: b.clone() }).reconfigure(config.clone()) {

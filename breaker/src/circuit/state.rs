@@ -105,7 +105,11 @@ impl Word {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// Go ahead; `probe` is set when the permit is a half-open probe that must be returned.
-    Admit { generation: u64, probe: bool, timed: bool },
+    Admit {
+        generation: u64,
+        probe: bool,
+        timed: bool,
+    },
     /// Rejected in the state of this word.
     Reject(Word),
     /// `Open` with no timer armed: the caller must read the clock and, if the open period is
@@ -183,7 +187,11 @@ impl StateCell {
     /// caller wins; losers get the current word back.
     pub(crate) fn try_half_open(&self, from: Word, take_probe: bool) -> Result<Word, Word> {
         let next = from.next(State::HalfOpen, false);
-        let next = if take_probe { next.with_probes(1) } else { next };
+        let next = if take_probe {
+            next.with_probes(1)
+        } else {
+            next
+        };
         self.cas(from, next).map(|()| next)
     }
 
@@ -324,11 +332,20 @@ mod tests {
         let ho = cell.try_half_open(w, true).expect("first caller wins");
         assert!(cell.try_half_open(w, true).is_err(), "second caller loses");
         assert_eq!(ho.probes(), 1);
-        assert!(matches!(cell.admit(|| 3), Admission::Admit { probe: true, .. }));
-        assert!(matches!(cell.admit(|| 3), Admission::Admit { probe: true, .. }));
+        assert!(matches!(
+            cell.admit(|| 3),
+            Admission::Admit { probe: true, .. }
+        ));
+        assert!(matches!(
+            cell.admit(|| 3),
+            Admission::Admit { probe: true, .. }
+        ));
         assert!(matches!(cell.admit(|| 3), Admission::Reject(_)));
         assert!(cell.release_probe(ho.generation()));
-        assert!(matches!(cell.admit(|| 3), Admission::Admit { probe: true, .. }));
+        assert!(matches!(
+            cell.admit(|| 3),
+            Admission::Admit { probe: true, .. }
+        ));
     }
 
     #[test]
@@ -338,7 +355,10 @@ mod tests {
         cell.force(State::Closed, false);
         assert_eq!(cell.probe_success(g, 1, || {}), ProbeSuccess::Stale);
         assert!(!cell.release_probe(g));
-        assert!(cell.transition_if(State::HalfOpen, g, State::Open, false).is_none());
+        assert!(
+            cell.transition_if(State::HalfOpen, g, State::Open, false)
+                .is_none()
+        );
     }
 }
 
@@ -355,7 +375,9 @@ mod loom_tests {
     /// more than `max` probes out, and once all are returned the breaker admits again.
     #[test]
     fn loom_half_open_probes_never_exceed_max() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let cell = Arc::new(StateCell::new(State::Open, false));
             let w = cell.load();
             let ho = cell.try_half_open(w, true).expect("single opener");
@@ -366,7 +388,12 @@ mod loom_tests {
                     let cell = cell.clone();
                     let out = out.clone();
                     thread::spawn(move || {
-                        if let Admission::Admit { probe: true, generation, .. } = cell.admit(|| max) {
+                        if let Admission::Admit {
+                            probe: true,
+                            generation,
+                            ..
+                        } = cell.admit(|| max)
+                        {
                             let n = out.fetch_add(1, Ordering::SeqCst) + 1;
                             assert!(n <= max, "{n} probes out, max {max}");
                             out.fetch_sub(1, Ordering::SeqCst);
@@ -419,15 +446,23 @@ mod loom_tests {
         loom::model(|| {
             let cell = Arc::new(StateCell::new(State::Open, false));
             let ho = cell.try_half_open(cell.load(), true).unwrap();
-            assert!(matches!(cell.admit(|| 2), Admission::Admit { probe: true, .. }));
+            assert!(matches!(
+                cell.admit(|| 2),
+                Admission::Admit { probe: true, .. }
+            ));
             let g = ho.generation();
             let a = {
                 let cell = cell.clone();
-                thread::spawn(move || matches!(cell.probe_success(g, 1, || {}), ProbeSuccess::Closed(_)))
+                thread::spawn(move || {
+                    matches!(cell.probe_success(g, 1, || {}), ProbeSuccess::Closed(_))
+                })
             };
             let b = {
                 let cell = cell.clone();
-                thread::spawn(move || cell.transition_if(State::HalfOpen, g, State::Open, false).is_some())
+                thread::spawn(move || {
+                    cell.transition_if(State::HalfOpen, g, State::Open, false)
+                        .is_some()
+                })
             };
             let closed = a.join().unwrap();
             let opened = b.join().unwrap();
@@ -435,7 +470,10 @@ mod loom_tests {
             let end = cell.load();
             assert_eq!(end.generation(), g + 1);
             assert_eq!(end.kind(), if closed { State::Closed } else { State::Open });
-            assert!(!cell.release_probe(g), "stale release must not touch the new state");
+            assert!(
+                !cell.release_probe(g),
+                "stale release must not touch the new state"
+            );
             assert_eq!(cell.load(), end);
         });
     }

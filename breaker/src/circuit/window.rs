@@ -249,14 +249,35 @@ mod tests {
         for _ in 0..4 {
             w.record(true, false);
         }
-        assert_eq!(w.counts(), Counts { calls: 4, failures: 4, slow: 0 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 4,
+                failures: 4,
+                slow: 0
+            }
+        );
         w.record(false, true);
         w.record(false, true);
-        assert_eq!(w.counts(), Counts { calls: 4, failures: 2, slow: 2 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 4,
+                failures: 2,
+                slow: 2
+            }
+        );
         for _ in 0..4 {
             w.record(false, false);
         }
-        assert_eq!(w.counts(), Counts { calls: 4, failures: 0, slow: 0 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 4,
+                failures: 0,
+                slow: 0
+            }
+        );
         w.reset();
         assert_eq!(w.counts(), Counts::default());
     }
@@ -268,13 +289,34 @@ mod tests {
         w.record(0, true, false);
         w.record(sec, false, false);
         w.record(sec, false, true);
-        assert_eq!(w.counts(sec), Counts { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(
+            w.counts(sec),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
         // 9.5 s later the first bucket (t=0) is out of the window, the second is still in.
-        assert_eq!(w.counts(10 * sec + sec / 2), Counts { calls: 2, failures: 0, slow: 1 });
+        assert_eq!(
+            w.counts(10 * sec + sec / 2),
+            Counts {
+                calls: 2,
+                failures: 0,
+                slow: 1
+            }
+        );
         assert_eq!(w.counts(11 * sec), Counts::default());
         // A bucket slot reused by a later epoch starts from zero.
         w.record(10 * sec, false, false);
-        assert_eq!(w.counts(10 * sec), Counts { calls: 3, failures: 0, slow: 1 });
+        assert_eq!(
+            w.counts(10 * sec),
+            Counts {
+                calls: 3,
+                failures: 0,
+                slow: 1
+            }
+        );
     }
 
     #[test]
@@ -295,8 +337,16 @@ mod tests {
         }
         // After all writers finished, the counters equal what the slots hold.
         let c = w.counts();
-        let fails = w.slots.iter().filter(|s| s.load(Relaxed) & FAIL != 0).count() as u64;
-        let slow = w.slots.iter().filter(|s| s.load(Relaxed) & SLOW != 0).count() as u64;
+        let fails = w
+            .slots
+            .iter()
+            .filter(|s| s.load(Relaxed) & FAIL != 0)
+            .count() as u64;
+        let slow = w
+            .slots
+            .iter()
+            .filter(|s| s.load(Relaxed) & SLOW != 0)
+            .count() as u64;
         assert_eq!(c.calls, 64);
         assert_eq!((c.failures, c.slow), (fails, slow));
     }
