@@ -14,7 +14,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, counter, gauge};
 
 use crate::Outcome;
-use crate::circuit::{Listener, Rejected, Transition};
+use crate::circuit::{Listener, State, Transition};
 
 /// A [`Listener`] that exports a breaker's calls, state and transitions. For a keyed layer the
 /// `name` label is the layer's name, shared by all keys.
@@ -85,7 +85,7 @@ impl Listener for MetricsListener {
     }
 
     #[inline]
-    fn on_rejection(&self, _name: &str, _r: &Rejected) {
+    fn on_rejection(&self, _name: &str, _state: State) {
         self.inner.rejected.increment(1);
     }
 

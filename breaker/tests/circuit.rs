@@ -83,7 +83,7 @@ impl Listener for Recorder {
     fn on_cancelled(&self, _name: &str) {
         self.0.lock().unwrap().push("cancelled".into());
     }
-    fn on_rejection(&self, _name: &str, _r: &palisade_breaker::circuit::Rejected) {
+    fn on_rejection(&self, _name: &str, _s: State) {
         self.0.lock().unwrap().push("rejected".into());
     }
 }

@@ -23,7 +23,7 @@ impl Listener for Counts {
     fn on_cancelled(&self, _: &str) {
         self.cancelled.fetch_add(1, SeqCst);
     }
-    fn on_rejection(&self, _: &str, _: &palisade_breaker::circuit::Rejected) {
+    fn on_rejection(&self, _: &str, _: State) {
         self.rejected.fetch_add(1, SeqCst);
     }
 }

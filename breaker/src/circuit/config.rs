@@ -20,13 +20,13 @@ use super::state::MAX_PROBES;
 /// let cfg: Config = serde_json::from_str(r#"{
 ///     "window": { "type": "time", "length": "10s", "buckets": 10 },
 ///     "minimum_calls": 20,
-///     "trip": [ { "failure_rate": 0.5 }, { "consecutive_failures": 5 } ],
+///     "trip": { "failure_rate": 0.5, "consecutive_failures": 5 },
 ///     "open_duration": { "type": "exponential", "initial": "1s", "max": "30s" },
 ///     "half_open": { "probes": 2, "max_duration": "10s" }
 /// }"#).unwrap();
 /// cfg.validate().unwrap();
 /// assert_eq!(cfg.window, WindowConfig::Time { length: Duration::from_secs(10), buckets: 10 });
-/// assert_eq!(cfg.trip[1], TripPolicy::ConsecutiveFailures(5));
+/// assert!(cfg.trip.contains(&TripPolicy::ConsecutiveFailures(5)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,7 +35,9 @@ pub struct Config {
     pub window: WindowConfig,
     /// No rate is judged before the window holds this many calls.
     pub minimum_calls: u32,
-    /// Trip policies; the breaker opens when any of them fires.
+    /// Trip policies; the breaker opens when any of them fires. In config files this is a map
+    /// (`trip: { failure_rate: 0.5, consecutive_failures: 5 }`).
+    #[serde(with = "trip_serde")]
     pub trip: Vec<TripPolicy>,
     /// How long the breaker stays open before probing.
     pub open_duration: OpenDuration,
@@ -81,8 +83,7 @@ pub enum WindowConfig {
 
 /// One reason to open. Policies are combined with "any": the first that fires trips the breaker
 /// and is reported as the [`TripReason`](super::TripReason).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TripPolicy {
     /// Trip when failures / calls in the window reach this rate (0 < rate <= 1).
     FailureRate(f64),
@@ -91,7 +92,6 @@ pub enum TripPolicy {
         /// The rate (0 < rate <= 1).
         rate: f64,
         /// A call at least this slow is a slow call.
-        #[serde(with = "humantime_serde")]
         threshold: Duration,
     },
     /// Trip after this many failures in a row (>= 1); independent of the window and of
@@ -142,6 +142,68 @@ pub enum OpenDuration {
         #[serde(default)]
         jitter: f64,
     },
+}
+
+/// The config-file form of the trip policies: one optional field per policy.
+mod trip_serde {
+    use super::TripPolicy;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::Duration;
+
+    #[derive(Serialize, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Trip {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure_rate: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slow_call_rate: Option<f64>,
+        #[serde(
+            default,
+            with = "humantime_serde",
+            skip_serializing_if = "Option::is_none"
+        )]
+        slow_call_threshold: Option<Duration>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consecutive_failures: Option<u32>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &[TripPolicy], s: S) -> Result<S::Ok, S::Error> {
+        let mut t = Trip::default();
+        for p in v {
+            match *p {
+                TripPolicy::FailureRate(r) => t.failure_rate = Some(r),
+                TripPolicy::SlowCallRate { rate, threshold } => {
+                    t.slow_call_rate = Some(rate);
+                    t.slow_call_threshold = Some(threshold);
+                }
+                TripPolicy::ConsecutiveFailures(n) => t.consecutive_failures = Some(n),
+            }
+        }
+        t.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<TripPolicy>, D::Error> {
+        let t = Trip::deserialize(d)?;
+        let mut v = vec![];
+        if let Some(n) = t.consecutive_failures {
+            v.push(TripPolicy::ConsecutiveFailures(n));
+        }
+        if let Some(r) = t.failure_rate {
+            v.push(TripPolicy::FailureRate(r));
+        }
+        match (t.slow_call_rate, t.slow_call_threshold) {
+            (Some(rate), Some(threshold)) => v.push(TripPolicy::SlowCallRate { rate, threshold }),
+            (None, None) => {}
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "slow_call_rate and slow_call_threshold go together",
+                ));
+            }
+        }
+        Ok(v)
+    }
 }
 
 fn default_multiplier() -> f64 {
@@ -372,13 +434,13 @@ impl Config {
                 format!("{} is not in 1..={MAX_PROBES}", ho.probes),
             ));
         }
-        if let Some(s) = ho.successes {
-            if s == 0 || s > ho.probes {
-                return Err(ConfigError::new(
-                    "half_open.successes",
-                    "must be in 1..=half_open.probes",
-                ));
-            }
+        if let Some(s) = ho.successes
+            && (s == 0 || s > ho.probes)
+        {
+            return Err(ConfigError::new(
+                "half_open.successes",
+                "must be in 1..=half_open.probes",
+            ));
         }
         if ho.max_duration.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
@@ -493,8 +555,9 @@ mod tests {
         let yaml = "
 window: { type: count, size: 10 }
 trip:
-  - failure_rate: 0.5
-  - slow_call_rate: { rate: 0.8, threshold: 250ms }
+  failure_rate: 0.5
+  slow_call_rate: 0.8
+  slow_call_threshold: 250ms
 open_duration: { type: constant, duration: 5s }
 cancellation: failure
 ";
@@ -580,6 +643,12 @@ cancellation: failure
         }
         let unknown = serde_json::from_str::<Config>(r#"{"windw": {"type":"count","size":3}}"#);
         assert!(unknown.unwrap_err().to_string().contains("windw"));
+        let half = serde_json::from_str::<Config>(r#"{"trip": {"slow_call_rate": 0.5}}"#);
+        assert!(
+            half.unwrap_err()
+                .to_string()
+                .contains("slow_call_threshold")
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -172,8 +172,10 @@ impl<L: Listener> Shared<L> {
     }
 
     /// Asks to make a call. `Closed`: one atomic load, no clock read unless slow calls are timed.
+    /// `Err` carries the state word that rejected the call; [`Shared::rejection`] turns it into
+    /// the error (kept apart so that `poll_ready` moves eight bytes, not the error).
     #[inline]
-    pub(crate) fn admit(self: &Arc<Self>) -> Result<Ticket, Rejected> {
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<Ticket, Word> {
         loop {
             match self
                 .state
@@ -191,12 +193,18 @@ impl<L: Listener> Shared<L> {
                         start: timed.then(Instant::now),
                     });
                 }
-                Admission::Reject(w) => return Err(self.reject(w)),
+                Admission::Reject(w) => {
+                    self.rejected(w);
+                    return Err(w);
+                }
                 Admission::OpenCheckClock(w) => {
                     let now = Instant::now();
                     match self.deadline_of(w) {
                         Some(d) if self.nanos(now) >= d => {}
-                        _ => return Err(self.reject(w)),
+                        _ => {
+                            self.rejected(w);
+                            return Err(w);
+                        }
                     }
                     if let Ok(next) = self.state.0.try_half_open(w, true) {
                         self.entered_half_open(w, next, now);
@@ -226,35 +234,41 @@ impl<L: Listener> Shared<L> {
         self.deadline_gen.store(generation, Ordering::Release);
     }
 
-    #[cold]
-    fn reject(self: &Arc<Self>, w: Word) -> Rejected {
-        let kind = w.kind();
-        if kind == State::HalfOpen {
+    /// Bookkeeping of a rejection: the listener, and the lazy half-open timeout.
+    #[inline]
+    fn rejected(self: &Arc<Self>, w: Word) {
+        if w.kind() == State::HalfOpen {
             self.check_half_open_timeout(w);
         }
-        let reason = match kind {
-            State::Open | State::HalfOpen => {
-                TripReason::from_u8(self.last_reason.load(Ordering::Relaxed))
-            }
-            _ => None,
+        self.listener.on_rejection(&self.name, w.kind());
+    }
+
+    /// The error for a call rejected in state `w`.
+    #[inline]
+    pub(crate) fn rejection(&self, w: Word) -> Rejected {
+        let kind = w.kind();
+        let (reason, deadline) = match kind {
+            State::Open => (
+                TripReason::from_u8(self.last_reason.load(Ordering::Relaxed)),
+                self.deadline_of(w).unwrap_or(0),
+            ),
+            State::HalfOpen => (
+                TripReason::from_u8(self.last_reason.load(Ordering::Relaxed)),
+                0,
+            ),
+            _ => (None, 0),
         };
-        let retry_at = match kind {
-            State::Open => self
-                .deadline_of(w)
-                .map(|d| self.epoch + Duration::from_nanos(d)),
-            _ => None,
-        };
-        let r = Rejected {
+        Rejected {
             state: kind,
             reason,
-            retry_at,
-        };
-        self.listener.on_rejection(&self.name, &r);
-        r
+            deadline,
+            epoch: self.epoch,
+        }
     }
 
     /// Lazy half-open timeout for breakers without a timer task: checked when a call is turned
     /// away because every probe is taken.
+    #[cold]
     fn check_half_open_timeout(self: &Arc<Self>, w: Word) {
         if let Some(d) = self.deadline_of(w) {
             let now = Instant::now();
@@ -405,10 +419,10 @@ impl<L: Listener> Shared<L> {
         let deadline = max.map_or(u64::MAX, |d| self.nanos(now + d));
         self.set_deadline(next.generation(), deadline);
         self.transitioned(from.kind(), State::HalfOpen, None);
-        if let Some(max) = max {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                self.spawn_half_open_timer(next.generation(), now + max);
-            }
+        if let Some(max) = max
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.spawn_half_open_timer(next.generation(), now + max);
         }
     }
 
@@ -429,10 +443,11 @@ impl<L: Listener> Shared<L> {
             std::mem::forget(guard);
             if let Some(s) = shared {
                 let w = s.state.0.load();
-                if w.kind() == State::Open && w.generation() == generation {
-                    if let Ok(next) = s.state.0.try_half_open(w, false) {
-                        s.entered_half_open(w, next, Instant::now());
-                    }
+                if w.kind() == State::Open
+                    && w.generation() == generation
+                    && let Ok(next) = s.state.0.try_half_open(w, false)
+                {
+                    s.entered_half_open(w, next, Instant::now());
                 }
             }
         });
@@ -522,6 +537,55 @@ impl<L: Listener> Shared<L> {
         self.core.store(Arc::new(core));
         Ok(())
     }
+}
+
+/// Per-thread owners of a breaker, so that calls on different threads do not bump one shared
+/// reference count (a cache line bouncing between cores on every call). A response future holds
+/// its thread's stripe; all stripes point at the same breaker.
+pub(crate) struct Stripes<L> {
+    pub(crate) shared: Arc<Shared<L>>,
+    stripes: Box<[Arc<Stripe<L>>]>,
+    mask: usize,
+}
+
+/// One stripe, alone on its cache line (the `Arc` counts share the line with nothing else).
+#[repr(align(64))]
+pub(crate) struct Stripe<L> {
+    pub(crate) shared: Arc<Shared<L>>,
+}
+
+impl<L> Stripes<L> {
+    pub(crate) fn new(shared: Arc<Shared<L>>) -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .next_power_of_two()
+            .clamp(2, 32);
+        Self {
+            stripes: (0..n)
+                .map(|_| {
+                    Arc::new(Stripe {
+                        shared: shared.clone(),
+                    })
+                })
+                .collect(),
+            mask: n - 1,
+            shared,
+        }
+    }
+
+    /// The calling thread's stripe.
+    #[inline]
+    pub(crate) fn local(&self) -> Arc<Stripe<L>> {
+        self.stripes[thread_index() & self.mask].clone()
+    }
+}
+
+fn thread_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
 }
 
 /// Clears the armed bit if a timer task is dropped before it fires (runtime shut down), so the

@@ -42,7 +42,10 @@ impl TripReason {
 pub struct Rejected {
     pub(crate) state: State,
     pub(crate) reason: Option<TripReason>,
-    pub(crate) retry_at: Option<Instant>,
+    // The open deadline as nanoseconds after `epoch` (0: none). Kept raw so that a rejection
+    // does no time arithmetic; `retry_at` does it when asked.
+    pub(crate) deadline: u64,
+    pub(crate) epoch: Instant,
 }
 
 impl Rejected {
@@ -59,12 +62,12 @@ impl Rejected {
 
     /// When the open period ends (the breaker will probe then), if known.
     pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+        (self.deadline != 0).then(|| self.epoch + Duration::from_nanos(self.deadline))
     }
 
     /// Time until the open period ends, if known (reads the clock).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_at
+        self.retry_at()
             .map(|t| t.saturating_duration_since(Instant::now()))
     }
 }

@@ -1,6 +1,6 @@
 //! Statically dispatched listeners: zero cost when unused (`()`), composable as tuples.
 
-use super::{Rejected, State, TripReason};
+use super::{State, TripReason};
 use crate::classify::Outcome;
 
 /// A state change.
@@ -39,8 +39,8 @@ pub struct Transition {
 pub trait Listener: Send + Sync + 'static {
     /// The breaker changed state.
     fn on_transition(&self, _name: &str, _transition: &Transition) {}
-    /// A call was turned away.
-    fn on_rejection(&self, _name: &str, _rejected: &Rejected) {}
+    /// A call was turned away in `state`.
+    fn on_rejection(&self, _name: &str, _state: State) {}
     /// A call finished; `slow` when it exceeded the slow-call threshold.
     fn on_outcome(&self, _name: &str, _outcome: Outcome, _slow: bool) {}
     /// A call's response future was dropped before it finished.
@@ -54,9 +54,9 @@ impl<A: Listener, B: Listener> Listener for (A, B) {
         self.0.on_transition(name, t);
         self.1.on_transition(name, t);
     }
-    fn on_rejection(&self, name: &str, r: &Rejected) {
-        self.0.on_rejection(name, r);
-        self.1.on_rejection(name, r);
+    fn on_rejection(&self, name: &str, state: State) {
+        self.0.on_rejection(name, state);
+        self.1.on_rejection(name, state);
     }
     fn on_outcome(&self, name: &str, o: Outcome, slow: bool) {
         self.0.on_outcome(name, o, slow);

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::core::{Completion, Shared, Ticket};
+use super::core::{Completion, Shared, Stripe, Ticket};
 use super::error::{Error, Rejected};
 use super::events::Listener;
 use crate::classify::Classify;
@@ -17,16 +17,34 @@ use crate::classify::Classify;
 /// An admitted call's right to report its outcome. Dropped without an outcome (the response
 /// future was dropped), it records a cancellation, so a half-open probe can never be lost.
 pub(crate) struct Permit<C, L: Listener> {
-    shared: Arc<Shared<L>>,
+    owner: Owner<L>,
     ticket: Ticket,
     classifier: C,
     pending: bool,
 }
 
+/// What keeps the breaker alive while a call is in flight.
+pub(crate) enum Owner<L> {
+    /// The calling thread's stripe (plain breakers).
+    Stripe(Arc<Stripe<L>>),
+    /// The breaker itself (keyed breakers, whose per-key breakers have no stripes).
+    Shared(Arc<Shared<L>>),
+}
+
+impl<L> Owner<L> {
+    #[inline]
+    fn shared(&self) -> &Arc<Shared<L>> {
+        match self {
+            Owner::Stripe(s) => &s.shared,
+            Owner::Shared(s) => s,
+        }
+    }
+}
+
 impl<C, L: Listener> Permit<C, L> {
-    pub(crate) fn new(shared: Arc<Shared<L>>, ticket: Ticket, classifier: C) -> Self {
+    pub(crate) fn new(owner: Owner<L>, ticket: Ticket, classifier: C) -> Self {
         Self {
-            shared,
+            owner,
             ticket,
             classifier,
             pending: true,
@@ -37,7 +55,8 @@ impl<C, L: Listener> Permit<C, L> {
 impl<C, L: Listener> Drop for Permit<C, L> {
     fn drop(&mut self) {
         if self.pending {
-            self.shared
+            self.owner
+                .shared()
                 .record(self.ticket, Completion::Cancelled, None, None);
         }
     }
@@ -102,9 +121,12 @@ where
                 };
                 let outcome = permit.classifier.classify(result.as_ref(), elapsed);
                 permit.pending = false;
-                permit
-                    .shared
-                    .record(permit.ticket, Completion::Done(outcome), elapsed, now);
+                permit.owner.shared().record(
+                    permit.ticket,
+                    Completion::Done(outcome),
+                    elapsed,
+                    now,
+                );
                 Poll::Ready(result.map_err(Error::inner))
             }
             KindProj::Rejected { rejected } => Poll::Ready(Err(Error::rejected(

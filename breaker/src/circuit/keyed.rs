@@ -17,7 +17,7 @@ use super::config::{Config, ConfigError};
 use super::core::{Handle, Shared, Snapshot};
 use super::error::Error;
 use super::events::Listener;
-use super::future::{Permit, ResponseFuture};
+use super::future::{Owner, Permit, ResponseFuture};
 use super::layer::random_seed;
 use super::registry::{NamedSnapshot, Source};
 use crate::classify::{AnyError, Classify};
@@ -422,11 +422,14 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let breaker = self.shared.breaker(&(self.key_fn)(&req));
         match breaker.admit() {
-            Ok(ticket) => ResponseFuture::called(
-                self.inner.call(req),
-                Permit::new(breaker, ticket, self.classifier.clone()),
-            ),
-            Err(r) => ResponseFuture::rejected(r),
+            Ok(ticket) => {
+                let classifier = self.classifier.clone();
+                ResponseFuture::called(
+                    self.inner.call(req),
+                    Permit::new(Owner::Shared(breaker), ticket, classifier),
+                )
+            }
+            Err(w) => ResponseFuture::rejected(breaker.rejection(w)),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::config::{Config, ConfigError};
-use super::core::{Handle, Shared};
+use super::core::{Handle, Shared, Stripes};
 use super::events::Listener;
 use super::service::CircuitBreaker;
 use crate::classify::AnyError;
@@ -15,14 +15,14 @@ use crate::classify::AnyError;
 /// the same state, which [`handle`](Self::handle) controls. Build one layer per protected
 /// dependency.
 pub struct CircuitBreakerLayer<C = AnyError, L = ()> {
-    shared: Arc<Shared<L>>,
+    stripes: Arc<Stripes<L>>,
     classifier: C,
 }
 
 impl<C: Clone, L> Clone for CircuitBreakerLayer<C, L> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            stripes: self.stripes.clone(),
             classifier: self.classifier.clone(),
         }
     }
@@ -31,7 +31,7 @@ impl<C: Clone, L> Clone for CircuitBreakerLayer<C, L> {
 impl<C: fmt::Debug, L> fmt::Debug for CircuitBreakerLayer<C, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("breaker", &self.shared)
+            .field("breaker", &self.stripes.shared)
             .field("classifier", &self.classifier)
             .finish()
     }
@@ -59,7 +59,7 @@ impl<C, L: Listener> CircuitBreakerLayer<C, L> {
     /// The handle of the breaker this layer applies.
     pub fn handle(&self) -> Handle<L> {
         Handle {
-            shared: self.shared.clone(),
+            shared: self.stripes.shared.clone(),
         }
     }
 }
@@ -68,7 +68,7 @@ impl<S, C: Clone, L: Listener> Layer<S> for CircuitBreakerLayer<C, L> {
     type Service = CircuitBreaker<S, C, L>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::from_shared(inner, self.shared.clone(), self.classifier.clone())
+        CircuitBreaker::from_stripes(inner, self.stripes.clone(), self.classifier.clone())
     }
 }
 
@@ -125,13 +125,9 @@ impl<C, L> LayerBuilder<C, L> {
     {
         self.config.validate()?;
         let seed = self.seed.unwrap_or_else(random_seed);
+        let shared = Shared::new(self.name.into_boxed_str(), self.config, self.listener, seed);
         Ok(CircuitBreakerLayer {
-            shared: Arc::new(Shared::new(
-                self.name.into_boxed_str(),
-                self.config,
-                self.listener,
-                seed,
-            )),
+            stripes: Arc::new(Stripes::new(Arc::new(shared))),
             classifier: self.classifier,
         })
     }

@@ -4,10 +4,11 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::core::{Shared, Ticket};
-use super::error::{Error, Rejected};
+use super::core::{Shared, Stripes, Ticket};
+use super::error::Error;
 use super::events::Listener;
-use super::future::{Permit, ResponseFuture};
+use super::future::{Owner, Permit, ResponseFuture};
+use super::state::Word;
 use crate::classify::{AnyError, Classify};
 
 /// A service guarded by a circuit breaker. Built by
@@ -26,14 +27,16 @@ pub struct CircuitBreaker<S, C = AnyError, L: Listener = ()> {
 /// The decision reserved by `poll_ready` for the next `call`. An unused half-open probe is given
 /// back when the service is dropped.
 struct Slot<L: Listener> {
+    // Both: `shared` saves a dependent load on every call, `stripes` hands out owners.
     shared: Arc<Shared<L>>,
+    stripes: Arc<Stripes<L>>,
     reserved: Reserved,
 }
 
 enum Reserved {
     Nothing,
     Admitted(Ticket),
-    Rejected(Rejected),
+    Rejected(Word),
 }
 
 impl<L: Listener> Drop for Slot<L> {
@@ -45,12 +48,13 @@ impl<L: Listener> Drop for Slot<L> {
 }
 
 impl<S, C, L: Listener> CircuitBreaker<S, C, L> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<L>>, classifier: C) -> Self {
+    pub(crate) fn from_stripes(inner: S, stripes: Arc<Stripes<L>>, classifier: C) -> Self {
         Self {
             inner,
             classifier,
             slot: Slot {
-                shared,
+                shared: stripes.shared.clone(),
+                stripes,
                 reserved: Reserved::Nothing,
             },
         }
@@ -81,9 +85,9 @@ impl<S, C, L: Listener> CircuitBreaker<S, C, L> {
 
 impl<S: Clone, C: Clone, L: Listener> Clone for CircuitBreaker<S, C, L> {
     fn clone(&self) -> Self {
-        Self::from_shared(
+        Self::from_stripes(
             self.inner.clone(),
-            self.slot.shared.clone(),
+            self.slot.stripes.clone(),
             self.classifier.clone(),
         )
     }
@@ -143,9 +147,13 @@ where
         match decision {
             Ok(ticket) => ResponseFuture::called(
                 self.inner.call(req),
-                Permit::new(self.slot.shared.clone(), ticket, self.classifier.clone()),
+                Permit::new(
+                    Owner::Stripe(self.slot.stripes.local()),
+                    ticket,
+                    self.classifier.clone(),
+                ),
             ),
-            Err(r) => ResponseFuture::rejected(r),
+            Err(w) => ResponseFuture::rejected(self.slot.shared.rejection(w)),
         }
     }
 }

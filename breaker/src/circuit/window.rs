@@ -94,8 +94,14 @@ impl CountWindow {
     #[inline]
     fn record(&self, failed: bool, slow: bool) -> u64 {
         let i = self.next.0.fetch_add(1, Relaxed);
-        let new = u8::from(failed) * FAIL | u8::from(slow) * SLOW;
-        let old = self.slots[(i % self.size) as usize].swap(new, Relaxed);
+        let new = (u8::from(failed) * FAIL) | (u8::from(slow) * SLOW);
+        let slot = &self.slots[(i % self.size) as usize];
+        // Steady state (a success replacing a success): read only, so the slots' cache lines
+        // stay shared between cores. Leaving an equal value in place is the same as writing it.
+        if slot.load(Relaxed) == new {
+            return (i + 1).min(self.size);
+        }
+        let old = slot.swap(new, Relaxed);
         if old != new {
             let df = i64::from(new & FAIL) - i64::from(old & FAIL);
             if df != 0 {

@@ -1,0 +1,341 @@
+//! Circuit breaker overhead against a bare service and against peer crates, in one run.
+//!
+//! `cargo bench -p palisade-benches --bench breaker` runs the criterion groups, then prints a
+//! markdown table (median ns per call, ratio to Palisade, allocations per call) that
+//! `benches/README.md` records.
+//!
+//! * `closed`: one call in the closed state (poll_ready + call + poll for tower services; the
+//!   closure wrapper for recloser and failsafe, which are not tower middleware).
+//! * `open`: one rejected call in the open state.
+//! * `contended`: the closed-state call on two threads at once, sharing one breaker; ns per call
+//!   per thread.
+
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::sync::Barrier;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion};
+use failsafe::CircuitBreaker as _;
+use palisade_breaker::circuit::{CircuitBreakerLayer, Config, OpenDuration, TripPolicy};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower::{Layer, Service};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// The protected operation: a ready future, failing for `u64::MAX`.
+#[derive(Clone, Copy)]
+struct Backend;
+
+#[derive(Debug)]
+struct Fail;
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fail")
+    }
+}
+impl std::error::Error for Fail {}
+
+impl Service<u64> for Backend {
+    type Response = u64;
+    type Error = Fail;
+    type Future = Ready<Result<u64, Fail>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Fail>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, x: u64) -> Self::Future {
+        ready(if x == u64::MAX { Err(Fail) } else { Ok(x) })
+    }
+}
+
+fn op(x: u64) -> Result<u64, Fail> {
+    if x == u64::MAX {
+        Err(Fail)
+    } else {
+        Ok(black_box(x))
+    }
+}
+
+/// poll_ready + call + poll, with a no-op waker. Uncontended, every service here completes on the
+/// first poll; under contention a peer's async mutex can return `Pending`, and we spin on it as
+/// an executor would re-poll.
+#[inline]
+fn drive<S: Service<u64>>(svc: &mut S, x: u64, cx: &mut Context<'_>) -> bool {
+    loop {
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(_)) => return false,
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+    let mut fut = pin!(svc.call(x));
+    loop {
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(r) => return r.is_ok(),
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+}
+
+fn palisade(open: bool) -> impl Service<u64> + Clone + Send {
+    let cfg = Config::builder()
+        .count_window(100)
+        .minimum_calls(10)
+        .trip(TripPolicy::failure_rate(0.5))
+        .open_duration(OpenDuration::constant(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let mut svc = CircuitBreakerLayer::new("bench", cfg)
+        .unwrap()
+        .layer(Backend);
+    if open {
+        trip(&mut svc);
+    }
+    svc
+}
+
+fn tower_resilience(open: bool) -> impl Service<u64> + Clone + Send {
+    let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .minimum_number_of_calls(10)
+        .wait_duration_in_open(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(Backend);
+    if open {
+        trip(&mut svc);
+    }
+    svc
+}
+
+fn trip<S: Service<u64>>(svc: &mut S) {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..200 {
+        drive(svc, u64::MAX, &mut cx);
+    }
+    assert!(!drive(svc, 1, &mut cx), "breaker did not open");
+}
+
+fn recloser(open: bool) -> recloser::Recloser {
+    let r = recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .open_wait(Duration::from_secs(3600))
+        .build();
+    if open {
+        for _ in 0..200 {
+            let _ = r.call(|| op(u64::MAX));
+        }
+        assert!(r.call(|| op(1)).is_err(), "recloser did not open");
+    }
+    r
+}
+
+type Failsafe = failsafe::StateMachine<
+    failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
+    (),
+>;
+
+fn failsafe(open: bool) -> Failsafe {
+    let policy = failsafe::failure_policy::consecutive_failures(
+        10,
+        failsafe::backoff::constant(Duration::from_secs(3600)),
+    );
+    let f = failsafe::Config::new().failure_policy(policy).build();
+    if open {
+        for _ in 0..20 {
+            let _ = f.call(|| op(u64::MAX));
+        }
+        assert!(f.call(|| op(1)).is_err(), "failsafe did not open");
+    }
+    f
+}
+
+fn bare() -> impl Service<u64> + Clone + Send {
+    Backend
+}
+
+/// The implementations, each as "make a per-thread caller".
+type Caller = Box<dyn FnMut(u64) -> bool + Send>;
+/// Makes a caller for the current thread.
+type MakeCaller = Box<dyn Fn() -> Caller + Sync>;
+
+fn callers(open: bool) -> Vec<(&'static str, MakeCaller)> {
+    fn tower_caller<S: Service<u64> + Send + 'static>(mut svc: S) -> Caller {
+        let waker = futures::task::noop_waker();
+        Box::new(move |x| drive(&mut svc, x, &mut Context::from_waker(&waker)))
+    }
+    let ours = palisade(open);
+    let tr = tower_resilience(open);
+    let rc = std::sync::Arc::new(recloser(open));
+    let fs = std::sync::Arc::new(failsafe(open));
+    let mut v: Vec<(&'static str, MakeCaller)> = vec![];
+    if !open {
+        v.push(("bare service", Box::new(|| tower_caller(bare()))));
+        v.push(("bare closure", Box::new(|| Box::new(|x| op(x).is_ok()))));
+    }
+    let ours2 = ours.clone();
+    let ours_s = std::sync::Mutex::new(ours2);
+    v.push((
+        "palisade",
+        Box::new(move || tower_caller(ours_s.lock().unwrap().clone())),
+    ));
+    let tr_s = std::sync::Mutex::new(tr);
+    v.push((
+        "tower-resilience",
+        Box::new(move || tower_caller(tr_s.lock().unwrap().clone())),
+    ));
+    v.push((
+        "recloser",
+        Box::new(move || {
+            let rc = rc.clone();
+            Box::new(move |x| rc.call(|| op(x)).is_ok())
+        }),
+    ));
+    v.push((
+        "failsafe",
+        Box::new(move || {
+            let fs = fs.clone();
+            Box::new(move |x| fs.call(|| op(x)).is_ok())
+        }),
+    ));
+    drop(ours);
+    v
+}
+
+fn single(c: &mut Criterion, group: &str, open: bool) {
+    let mut g = c.benchmark_group(group);
+    for (name, make) in callers(open) {
+        let mut call = make();
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| black_box(call(black_box(7))))
+        });
+    }
+    g.finish();
+}
+
+fn contended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("contended");
+    for (name, make) in callers(false) {
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| {
+                let barrier = Barrier::new(2);
+                let start = std::sync::Mutex::new(None::<Instant>);
+                let handle = tokio_handle();
+                std::thread::scope(|s| {
+                    for _ in 0..2 {
+                        s.spawn(|| {
+                            let _rt = handle.enter();
+                            let mut call = make();
+                            if barrier.wait().is_leader() {
+                                *start.lock().unwrap() = Some(Instant::now());
+                            }
+                            for i in 0..iters {
+                                black_box(call(black_box(i)));
+                            }
+                        });
+                    }
+                });
+                start.lock().unwrap().expect("started").elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn tokio_handle() -> tokio::runtime::Handle {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .handle()
+    .clone()
+}
+
+/// Allocations per call, counted by the instrumented global allocator over 10,000 calls.
+fn allocations(open: bool) -> Vec<(&'static str, f64)> {
+    let _rt = tokio_handle().enter();
+    callers(open)
+        .into_iter()
+        .map(|(name, make)| {
+            let mut call = make();
+            call(1); // warm up lazily created state
+            let n = 10_000;
+            let region = Region::new(GLOBAL);
+            for i in 0..n {
+                black_box(call(i));
+            }
+            (name, region.change().allocations as f64 / n as f64)
+        })
+        .collect()
+}
+
+fn criterion_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+fn median_ns(group: &str, name: &str) -> Option<f64> {
+    let p = criterion_dir()
+        .join(group)
+        .join(name)
+        .join("new/estimates.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    // Time-based features (the open timer) need a runtime context, as in a real service.
+    let _rt = tokio_handle().enter();
+    let mut c = Criterion::default()
+        .output_directory(&criterion_dir())
+        .configure_from_args();
+    single(&mut c, "closed", false);
+    single(&mut c, "open", true);
+    contended(&mut c);
+    c.final_summary();
+
+    let allocs_closed = allocations(false);
+    let allocs_open = allocations(true);
+    println!(
+        "\n| group | implementation | median ns/call | ratio to palisade | allocations/call |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    for (group, allocs) in [
+        ("closed", &allocs_closed),
+        ("open", &allocs_open),
+        ("contended", &allocs_closed),
+    ] {
+        let ours = median_ns(group, "palisade");
+        for (name, a) in allocs {
+            let Some(m) = median_ns(group, name) else {
+                continue;
+            };
+            let ratio = ours.map_or("-".to_string(), |o| format!("{:.2}x", m / o));
+            println!("| {group} | {name} | {m:.1} | {ratio} | {a:.2} |");
+        }
+    }
+    let bare = median_ns("closed", "bare service");
+    let ours = median_ns("closed", "palisade");
+    let tr = median_ns("closed", "tower-resilience");
+    if let (Some(b), Some(o), Some(t)) = (bare, ours, tr) {
+        println!(
+            "\nclosed-state overhead over the bare service: palisade {:.1} ns, tower-resilience {:.1} ns: ratio {:.1}x",
+            o - b,
+            t - b,
+            (t - b) / (o - b)
+        );
+    }
+}
