@@ -196,7 +196,7 @@ async fn reconfiguration_under_load() {
     let handle = layer.handle();
     let svc = ServiceBuilder::new()
         .layer(layer)
-        .service_fn(|i: usize| async move { if i % 4 == 0 { Err("x") } else { Ok(i) } });
+        .service_fn(|i: usize| async move { if i.is_multiple_of(4) { Err("x") } else { Ok(i) } });
     let stop = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|_| {
@@ -219,8 +219,8 @@ async fn reconfiguration_under_load() {
         tokio::spawn(async move {
             let mut n = 0u32;
             while stop.load(SeqCst) == 0 && n < 2_000 {
-                let size = if n % 3 == 0 { 50 } else { 100 };
-                let rate = if n % 2 == 0 { 0.9 } else { 0.3 };
+                let size = if n.is_multiple_of(3) { 50 } else { 100 };
+                let rate = if n.is_multiple_of(2) { 0.9 } else { 0.3 };
                 let cfg = Config::builder()
                     .count_window(size)
                     .trip(TripPolicy::failure_rate(rate))
