@@ -4,8 +4,10 @@
 //! markdown table (median ns per call, ratio to Palisade, allocations per call) that
 //! `benches/README.md` records.
 //!
-//! * `closed`: one call in the closed state (poll_ready + call + poll for tower services; the
-//!   closure wrapper for recloser and failsafe, which are not tower middleware).
+//! * `closed`: one call in the closed state: poll_ready + call + poll for tower services
+//!   (Palisade, tower-resilience); recloser and failsafe are not tower middleware, so they are
+//!   measured both through their closure API (`call(|| ..)`, no future at all) and through their
+//!   future API (`(async)`: wrap a ready future and poll it), the like-for-like comparison.
 //! * `open`: one rejected call in the open state.
 //! * `contended`: the closed-state call on two threads at once, sharing one breaker; ns per call
 //!   per thread.
@@ -28,8 +30,12 @@ use tower::{Layer, Service};
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// The protected operation: a ready future, failing for `u64::MAX`.
-#[derive(Clone, Copy)]
-struct Backend;
+type Backend = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Fail>>>;
+
+fn backend() -> Backend {
+    let f: fn(u64) -> Ready<Result<u64, Fail>> = |x| ready(op(x));
+    tower::service_fn(f)
+}
 
 #[derive(Debug)]
 struct Fail;
@@ -40,18 +46,6 @@ impl std::fmt::Display for Fail {
     }
 }
 impl std::error::Error for Fail {}
-
-impl Service<u64> for Backend {
-    type Response = u64;
-    type Error = Fail;
-    type Future = Ready<Result<u64, Fail>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Fail>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, x: u64) -> Self::Future {
-        ready(if x == u64::MAX { Err(Fail) } else { Ok(x) })
-    }
-}
 
 fn op(x: u64) -> Result<u64, Fail> {
     if x == u64::MAX {
@@ -92,7 +86,7 @@ fn palisade(open: bool) -> impl Service<u64> + Clone + Send {
         .unwrap();
     let mut svc = CircuitBreakerLayer::new("bench", cfg)
         .unwrap()
-        .layer(Backend);
+        .layer(backend());
     if open {
         trip(&mut svc);
     }
@@ -107,7 +101,7 @@ fn tower_resilience(open: bool) -> impl Service<u64> + Clone + Send {
         .wait_duration_in_open(Duration::from_secs(3600))
         .build()
         .unwrap();
-    let mut svc = layer.layer(Backend);
+    let mut svc = layer.layer(backend());
     if open {
         trip(&mut svc);
     }
@@ -158,8 +152,18 @@ fn failsafe(open: bool) -> Failsafe {
     f
 }
 
+/// Polls a future that completes at once.
+#[inline]
+fn poll_once<F: Future>(fut: F) -> F::Output {
+    let waker = futures::task::noop_waker();
+    match pin!(fut).poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(r) => r,
+        Poll::Pending => panic!("future pending"),
+    }
+}
+
 fn bare() -> impl Service<u64> + Clone + Send {
-    Backend
+    backend()
 }
 
 /// The implementations, each as "make a per-thread caller".
@@ -199,11 +203,29 @@ fn callers(open: bool) -> Vec<(&'static str, MakeCaller)> {
             Box::new(move |x| rc.call(|| op(x)).is_ok())
         }),
     ));
+    let fs_async = fs.clone();
     v.push((
         "failsafe",
         Box::new(move || {
             let fs = fs.clone();
             Box::new(move |x| fs.call(|| op(x)).is_ok())
+        }),
+    ));
+    let rc_async = recloser::AsyncRecloser::from(recloser(open));
+    v.push((
+        "recloser (async)",
+        Box::new(move || {
+            let rc = rc_async.clone();
+            Box::new(move |x| poll_once(rc.call(ready(op(x)))).is_ok())
+        }),
+    ));
+    v.push((
+        "failsafe (async)",
+        Box::new(move || {
+            let fs = fs_async.clone();
+            Box::new(move |x| {
+                poll_once(failsafe::futures::CircuitBreaker::call(&*fs, ready(op(x)))).is_ok()
+            })
         }),
     ));
     drop(ours);
