@@ -331,6 +331,18 @@ fn main() {
 
     let allocs_closed = allocations(false);
     let allocs_open = allocations(true);
+    // Checked on every run, including `cargo test --benches` in CI: the hot paths never allocate.
+    for (state, allocs) in [("closed", &allocs_closed), ("open", &allocs_open)] {
+        let ours = allocs
+            .iter()
+            .find(|(n, _)| *n == "palisade")
+            .expect("palisade row")
+            .1;
+        assert_eq!(
+            ours, 0.0,
+            "palisade allocated {ours} times per call in the {state} state"
+        );
+    }
     println!(
         "\n| group | implementation | median ns/call | ratio to palisade | allocations/call |"
     );
