@@ -671,3 +671,35 @@ fn without_a_runtime_the_open_state_reads_the_clock() {
     futures::executor::block_on(svc.call(true)).unwrap();
     assert_eq!(h.state(), State::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_readiness_is_not_latency() {
+    let cfg = base()
+        .trip(TripPolicy::slow_call_rate(0.5, Duration::from_millis(100)))
+        .minimum_calls(1)
+        .build()
+        .unwrap();
+    let rec = Recorder::default();
+    let layer = CircuitBreakerLayer::builder("ready")
+        .config(cfg)
+        .listener(rec.clone())
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let (mock, mut ctl) = tower_test::mock::pair::<&'static str, &'static str>();
+    let mut svc = tower_test::mock::Spawn::new(ServiceBuilder::new().layer(layer).service(mock));
+    ctl.allow(0);
+    assert!(svc.poll_ready().is_pending());
+    // A second of back-pressure from the inner service...
+    tick(Duration::from_secs(1)).await;
+    ctl.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    // ...then a fast call: it is not a slow call.
+    let fut = svc.call("x");
+    let (_, send) = ctl.next_request().await.unwrap();
+    send.send_response("ok");
+    fut.await.unwrap();
+    assert_eq!(rec.count("Success"), 1);
+    assert_eq!(rec.count("Success slow"), 0);
+    assert_eq!(h.state(), State::Closed);
+}

@@ -82,12 +82,14 @@ impl Core {
 pub(crate) struct Ticket {
     generation: u64,
     probe: bool,
-    start: Option<Instant>,
+    timed: bool,
 }
 
 impl Ticket {
-    pub(crate) fn start(&self) -> Option<Instant> {
-        self.start
+    /// Whether the call must be timed (a slow-call policy is in force). The clock is read in
+    /// `call`, so time spent waiting for readiness is not counted as latency.
+    pub(crate) fn timed(&self) -> bool {
+        self.timed
     }
 }
 
@@ -150,6 +152,11 @@ impl<L: Listener> Shared<L> {
         &self.name
     }
 
+    /// The config in force (an `arc-swap` load).
+    pub(crate) fn core(&self) -> arc_swap::Guard<Arc<Core>> {
+        self.core.load()
+    }
+
     pub(crate) fn state(&self) -> State {
         self.state.0.load().kind()
     }
@@ -190,7 +197,7 @@ impl<L: Listener> Shared<L> {
                     return Ok(Ticket {
                         generation,
                         probe,
-                        start: timed.then(Instant::now),
+                        timed,
                     });
                 }
                 Admission::Reject(w) => {
@@ -211,7 +218,7 @@ impl<L: Listener> Shared<L> {
                         return Ok(Ticket {
                             generation: next.generation(),
                             probe: true,
-                            start: next.timed().then_some(now),
+                            timed: next.timed(),
                         });
                     }
                     // Somebody else moved the state on: decide again.
@@ -294,13 +301,34 @@ impl<L: Listener> Shared<L> {
     /// read the clock.
     pub(crate) fn record(
         self: &Arc<Self>,
+        core: &Core,
         ticket: Ticket,
         completion: Completion,
         elapsed: Option<Duration>,
         now: Option<Instant>,
     ) {
         let w = self.state.0.load();
-        let core = self.core.load();
+        // Fast path: a success in `Closed` on a count window, not timed. Only the window's ring
+        // and the consecutive-failure run are touched.
+        if completion == Completion::Done(Outcome::Success)
+            && w.is_closed()
+            && w.generation() == ticket.generation
+            && elapsed.is_none()
+            && let Window::Count(window) = &*core.window
+        {
+            self.listener
+                .on_outcome(&self.name, Outcome::Success, false);
+            let calls = window.record(false, false);
+            if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                self.consecutive.0.store(0, Ordering::Relaxed);
+            }
+            if calls == u64::from(core.cfg.minimum_calls)
+                && let Some(reason) = core.evaluate(window.counts(), 0)
+            {
+                self.open(State::Closed, w.generation(), reason, Instant::now());
+            }
+            return;
+        }
         let slow = matches!((core.slow_threshold, elapsed), (Some(t), Some(e)) if e >= t);
         match completion {
             Completion::Done(o) => self.listener.on_outcome(&self.name, o, slow),
@@ -541,9 +569,16 @@ impl<L: Listener> Shared<L> {
 
 /// Per-thread owners of a breaker, so that calls on different threads do not bump one shared
 /// reference count (a cache line bouncing between cores on every call). A response future holds
-/// its thread's stripe; all stripes point at the same breaker.
-pub(crate) struct Stripes<L> {
+/// its thread's stripe; every stripe points at the breaker and at the config in force when the
+/// stripe set was built, so recording needs no `arc-swap` load. Reconfiguring builds a new set.
+///
+/// The breaker does not own its front (the stripes own the breaker): no reference cycle.
+pub(crate) struct Front<L> {
     pub(crate) shared: Arc<Shared<L>>,
+    pub(crate) set: Arc<ArcSwap<StripeSet<L>>>,
+}
+
+pub(crate) struct StripeSet<L> {
     stripes: Box<[Arc<Stripe<L>>]>,
     mask: usize,
 }
@@ -552,24 +587,38 @@ pub(crate) struct Stripes<L> {
 #[repr(align(64))]
 pub(crate) struct Stripe<L> {
     pub(crate) shared: Arc<Shared<L>>,
+    pub(crate) core: Arc<Core>,
 }
 
-impl<L> Stripes<L> {
+impl<L> Front<L> {
     pub(crate) fn new(shared: Arc<Shared<L>>) -> Self {
+        let set = Arc::new(ArcSwap::from_pointee(StripeSet::new(&shared)));
+        Self { shared, set }
+    }
+
+    /// Re-points the stripes at the config in force.
+    pub(crate) fn rebuild(&self) {
+        self.set.store(Arc::new(StripeSet::new(&self.shared)));
+    }
+}
+
+impl<L> StripeSet<L> {
+    fn new(shared: &Arc<Shared<L>>) -> Self {
         let n = std::thread::available_parallelism()
             .map_or(4, |n| n.get())
             .next_power_of_two()
             .clamp(2, 32);
+        let core = shared.core.load_full();
         Self {
             stripes: (0..n)
                 .map(|_| {
                     Arc::new(Stripe {
                         shared: shared.clone(),
+                        core: core.clone(),
                     })
                 })
                 .collect(),
             mask: n - 1,
-            shared,
         }
     }
 
@@ -580,12 +629,21 @@ impl<L> Stripes<L> {
     }
 }
 
+#[inline]
 fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Const-initialised: no lazy-init check on access; assigned on first use.
+        static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    INDEX.with(|i| *i)
+    INDEX.with(|i| {
+        let mut v = i.get();
+        if v == usize::MAX {
+            v = NEXT.fetch_add(1, Ordering::Relaxed);
+            i.set(v);
+        }
+        v
+    })
 }
 
 /// Clears the armed bit if a timer task is dropped before it fires (runtime shut down), so the
@@ -638,12 +696,24 @@ pub struct Snapshot {
 /// service built from the same layer shares the breaker this handle controls.
 pub struct Handle<L = ()> {
     pub(crate) shared: Arc<Shared<L>>,
+    // The stripes of the layer this handle came from, re-pointed on reconfigure.
+    pub(crate) front: Option<Arc<Front<L>>>,
 }
 
 impl<L> Clone for Handle<L> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            front: self.front.clone(),
+        }
+    }
+}
+
+impl<L> Handle<L> {
+    pub(crate) fn of(shared: Arc<Shared<L>>) -> Self {
+        Self {
+            shared,
+            front: None,
         }
     }
 }
@@ -700,7 +770,11 @@ impl<L: Listener> Handle<L> {
     /// atomically when it changes. A config that fails validation is rejected and the old one
     /// stays.
     pub fn reconfigure(&self, cfg: Config) -> Result<(), ConfigError> {
-        self.shared.reconfigure(cfg)
+        self.shared.reconfigure(cfg)?;
+        if let Some(front) = &self.front {
+            front.rebuild();
+        }
+        Ok(())
     }
 
     /// The config in force.

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -19,6 +20,7 @@ use crate::classify::Classify;
 pub(crate) struct Permit<C, L: Listener> {
     owner: Owner<L>,
     ticket: Ticket,
+    start: Option<Instant>,
     classifier: C,
     pending: bool,
 }
@@ -31,12 +33,19 @@ pub(crate) enum Owner<L> {
     Shared(Arc<Shared<L>>),
 }
 
-impl<L> Owner<L> {
+impl<L: Listener> Owner<L> {
+    /// Records with the stripe's config, or loads the breaker's config in force.
     #[inline]
-    fn shared(&self) -> &Arc<Shared<L>> {
+    fn record(
+        &self,
+        ticket: Ticket,
+        c: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
         match self {
-            Owner::Stripe(s) => &s.shared,
-            Owner::Shared(s) => s,
+            Owner::Stripe(s) => s.shared.record(&s.core, ticket, c, elapsed, now),
+            Owner::Shared(s) => s.record(&s.core(), ticket, c, elapsed, now),
         }
     }
 }
@@ -45,6 +54,7 @@ impl<C, L: Listener> Permit<C, L> {
     pub(crate) fn new(owner: Owner<L>, ticket: Ticket, classifier: C) -> Self {
         Self {
             owner,
+            start: ticket.timed().then(Instant::now),
             ticket,
             classifier,
             pending: true,
@@ -56,7 +66,6 @@ impl<C, L: Listener> Drop for Permit<C, L> {
     fn drop(&mut self) {
         if self.pending {
             self.owner
-                .shared()
                 .record(self.ticket, Completion::Cancelled, None, None);
         }
     }
@@ -112,7 +121,7 @@ where
         match self.project().kind.project() {
             KindProj::Called { fut, permit } => {
                 let result = ready!(fut.poll(cx));
-                let (elapsed, now) = match permit.ticket.start() {
+                let (elapsed, now) = match permit.start {
                     Some(start) => {
                         let now = Instant::now();
                         (Some(now.saturating_duration_since(start)), Some(now))
@@ -121,12 +130,9 @@ where
                 };
                 let outcome = permit.classifier.classify(result.as_ref(), elapsed);
                 permit.pending = false;
-                permit.owner.shared().record(
-                    permit.ticket,
-                    Completion::Done(outcome),
-                    elapsed,
-                    now,
-                );
+                permit
+                    .owner
+                    .record(permit.ticket, Completion::Done(outcome), elapsed, now);
                 Poll::Ready(result.map_err(Error::inner))
             }
             KindProj::Rejected { rejected } => Poll::Ready(Err(Error::rejected(

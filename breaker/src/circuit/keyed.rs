@@ -475,9 +475,7 @@ where
             .shard(key)
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        map.get(key).map(|e| Handle {
-            shared: e.breaker.clone(),
-        })
+        map.get(key).map(|e| Handle::of(e.breaker.clone()))
     }
 
     /// Every key with its breaker's snapshot.
@@ -497,7 +495,7 @@ where
     /// Opens every key's breaker (`ForcedOpen`), e.g. to take a whole host out.
     pub fn force_open_all(&self) {
         self.shared
-            .for_each(|_, b| Handle { shared: b.clone() }.force_open());
+            .for_each(|_, b| Handle::of(b.clone()).force_open());
     }
 
     /// Applies `config` to every existing breaker and to breakers created from now on. A config
@@ -511,7 +509,7 @@ where
             .unwrap_or_else(|p| p.into_inner()) = config.clone();
         let mut result = Ok(());
         self.shared.for_each(|_, b| {
-            if let Err(e) = (Handle { shared: b.clone() }).reconfigure(config.clone()) {
+            if let Err(e) = Handle::of(b.clone()).reconfigure(config.clone()) {
                 result = Err(e);
             }
         });

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::config::{Config, ConfigError};
-use super::core::{Handle, Shared, Stripes};
+use super::core::{Front, Handle, Shared};
 use super::events::Listener;
 use super::service::CircuitBreaker;
 use crate::classify::AnyError;
@@ -15,14 +15,14 @@ use crate::classify::AnyError;
 /// the same state, which [`handle`](Self::handle) controls. Build one layer per protected
 /// dependency.
 pub struct CircuitBreakerLayer<C = AnyError, L = ()> {
-    stripes: Arc<Stripes<L>>,
+    front: Arc<Front<L>>,
     classifier: C,
 }
 
 impl<C: Clone, L> Clone for CircuitBreakerLayer<C, L> {
     fn clone(&self) -> Self {
         Self {
-            stripes: self.stripes.clone(),
+            front: self.front.clone(),
             classifier: self.classifier.clone(),
         }
     }
@@ -31,7 +31,7 @@ impl<C: Clone, L> Clone for CircuitBreakerLayer<C, L> {
 impl<C: fmt::Debug, L> fmt::Debug for CircuitBreakerLayer<C, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("breaker", &self.stripes.shared)
+            .field("breaker", &self.front.shared)
             .field("classifier", &self.classifier)
             .finish()
     }
@@ -59,7 +59,8 @@ impl<C, L: Listener> CircuitBreakerLayer<C, L> {
     /// The handle of the breaker this layer applies.
     pub fn handle(&self) -> Handle<L> {
         Handle {
-            shared: self.stripes.shared.clone(),
+            shared: self.front.shared.clone(),
+            front: Some(self.front.clone()),
         }
     }
 }
@@ -68,7 +69,7 @@ impl<S, C: Clone, L: Listener> Layer<S> for CircuitBreakerLayer<C, L> {
     type Service = CircuitBreaker<S, C, L>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::from_stripes(inner, self.stripes.clone(), self.classifier.clone())
+        CircuitBreaker::from_front(inner, self.front.clone(), self.classifier.clone())
     }
 }
 
@@ -127,7 +128,7 @@ impl<C, L> LayerBuilder<C, L> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let shared = Shared::new(self.name.into_boxed_str(), self.config, self.listener, seed);
         Ok(CircuitBreakerLayer {
-            stripes: Arc::new(Stripes::new(Arc::new(shared))),
+            front: Arc::new(Front::new(Arc::new(shared))),
             classifier: self.classifier,
         })
     }

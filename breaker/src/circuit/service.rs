@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::core::{Shared, Stripes, Ticket};
+use super::core::{Front, Shared, StripeSet, Ticket};
 use super::error::Error;
 use super::events::Listener;
 use super::future::{Owner, Permit, ResponseFuture};
@@ -27,9 +27,10 @@ pub struct CircuitBreaker<S, C = AnyError, L: Listener = ()> {
 /// The decision reserved by `poll_ready` for the next `call`. An unused half-open probe is given
 /// back when the service is dropped.
 struct Slot<L: Listener> {
-    // Both: `shared` saves a dependent load on every call, `stripes` hands out owners.
     shared: Arc<Shared<L>>,
-    stripes: Arc<Stripes<L>>,
+    front: Arc<Front<L>>,
+    // The current stripe set: one atomic load per call while it is unchanged.
+    stripes: arc_swap::Cache<Arc<arc_swap::ArcSwap<StripeSet<L>>>, Arc<StripeSet<L>>>,
     reserved: Reserved,
 }
 
@@ -48,13 +49,14 @@ impl<L: Listener> Drop for Slot<L> {
 }
 
 impl<S, C, L: Listener> CircuitBreaker<S, C, L> {
-    pub(crate) fn from_stripes(inner: S, stripes: Arc<Stripes<L>>, classifier: C) -> Self {
+    pub(crate) fn from_front(inner: S, front: Arc<Front<L>>, classifier: C) -> Self {
         Self {
             inner,
             classifier,
             slot: Slot {
-                shared: stripes.shared.clone(),
-                stripes,
+                shared: front.shared.clone(),
+                stripes: arc_swap::Cache::new(front.set.clone()),
+                front,
                 reserved: Reserved::Nothing,
             },
         }
@@ -79,15 +81,16 @@ impl<S, C, L: Listener> CircuitBreaker<S, C, L> {
     pub fn handle(&self) -> super::Handle<L> {
         super::Handle {
             shared: self.slot.shared.clone(),
+            front: Some(self.slot.front.clone()),
         }
     }
 }
 
 impl<S: Clone, C: Clone, L: Listener> Clone for CircuitBreaker<S, C, L> {
     fn clone(&self) -> Self {
-        Self::from_stripes(
+        Self::from_front(
             self.inner.clone(),
-            self.slot.stripes.clone(),
+            self.slot.front.clone(),
             self.classifier.clone(),
         )
     }
@@ -148,7 +151,7 @@ where
             Ok(ticket) => ResponseFuture::called(
                 self.inner.call(req),
                 Permit::new(
-                    Owner::Stripe(self.slot.stripes.local()),
+                    Owner::Stripe(self.slot.stripes.load().local()),
                     ticket,
                     self.classifier.clone(),
                 ),

@@ -48,14 +48,23 @@ impl Word {
 
     #[inline]
     pub(crate) fn kind(self) -> State {
-        match self.0 & KIND_MASK {
-            0 => State::Closed,
-            1 => State::Open,
-            2 => State::HalfOpen,
-            3 => State::Disabled,
-            4 => State::ForcedOpen,
-            _ => State::MetricsOnly,
-        }
+        const KINDS: [State; 8] = [
+            State::Closed,
+            State::Open,
+            State::HalfOpen,
+            State::Disabled,
+            State::ForcedOpen,
+            State::MetricsOnly,
+            State::MetricsOnly,
+            State::MetricsOnly,
+        ];
+        KINDS[(self.0 & KIND_MASK) as usize]
+    }
+
+    /// `Closed`, tested without decoding the kind: the hot path's only question.
+    #[inline]
+    pub(crate) fn is_closed(self) -> bool {
+        self.0 & KIND_MASK == State::Closed as u64
     }
 
     #[inline]
@@ -151,6 +160,13 @@ impl StateCell {
     #[inline]
     pub(crate) fn admit(&self, max_probes: impl Fn() -> u32) -> Admission {
         let mut w = self.load();
+        if w.is_closed() {
+            return Admission::Admit {
+                generation: w.generation(),
+                probe: false,
+                timed: w.timed(),
+            };
+        }
         loop {
             match w.kind() {
                 State::Closed | State::Disabled | State::MetricsOnly => {

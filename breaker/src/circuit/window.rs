@@ -92,7 +92,7 @@ impl CountWindow {
     }
 
     #[inline]
-    fn record(&self, failed: bool, slow: bool) -> u64 {
+    pub(crate) fn record(&self, failed: bool, slow: bool) -> u64 {
         let i = self.next.0.fetch_add(1, Relaxed);
         let new = (u8::from(failed) * FAIL) | (u8::from(slow) * SLOW);
         let slot = &self.slots[(i % self.size) as usize];
@@ -115,7 +115,7 @@ impl CountWindow {
         (i + 1).min(self.size)
     }
 
-    fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         let calls = self.next.0.load(Relaxed).min(self.size);
         // Racing writers can leave a counter one behind its slots for an instant; clamp so a
         // reader never sees a negative or an impossible count.
