@@ -147,7 +147,7 @@ pub(crate) struct Inner {
     env: Option<EnvSpec>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct EnvSpec {
     prefix: String,
     vars: Option<Vec<(String, String)>>,
@@ -180,7 +180,7 @@ impl fmt::Debug for Config {
 pub struct ConfigBuilder {
     defaults: Value,
     files: Vec<FileSpec>,
-    env: Option<(String, Option<Vec<(String, String)>>)>,
+    env: Option<EnvSpec>,
     bad_file: Option<PathBuf>,
 }
 
@@ -228,7 +228,10 @@ impl ConfigBuilder {
     /// with `__` as the level separator, is the key (`APP_BREAKER__FAILURE_THRESHOLD=5` sets
     /// `breaker.failure_threshold`). Values are strings; typed reads coerce them.
     pub fn env(mut self, prefix: impl Into<String>) -> Self {
-        self.env = Some((prefix.into(), None));
+        self.env = Some(EnvSpec {
+            prefix: prefix.into(),
+            vars: None,
+        });
         self
     }
 
@@ -240,8 +243,14 @@ impl ConfigBuilder {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        self.env = Some((prefix.into(), Some(vars)));
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.env = Some(EnvSpec {
+            prefix: prefix.into(),
+            vars: Some(vars),
+        });
         self
     }
 
@@ -271,7 +280,7 @@ impl ConfigBuilder {
         for spec in &self.files {
             layers.push(read_file(spec)?);
         }
-        let env = self.env.map(|(prefix, vars)| EnvSpec { prefix, vars });
+        let env = self.env;
         if let Some(env) = &env {
             layers.push(env_layer(env));
         }
@@ -496,9 +505,14 @@ impl Config {
     ///
     /// # Errors
     /// When the new configuration is rejected; the override is then not kept.
-    pub fn set_override(&self, key: &str, v: impl Into<Value>) -> Result<UpdateOutcome, ConfigError> {
+    pub fn set_override(
+        &self,
+        key: &str,
+        v: impl Into<Value>,
+    ) -> Result<UpdateOutcome, ConfigError> {
         if value::segments(key).is_none_or(|s| s.is_empty()) {
-            return Err(ConfigError::invalid(key.to_owned(), "malformed key".into()).with_source("override"));
+            return Err(ConfigError::invalid(key.to_owned(), "malformed key".into())
+                .with_source("override"));
         }
         let v = v.into();
         self.update_overrides(|o| {
@@ -551,7 +565,11 @@ impl Config {
         match read_file(spec) {
             Ok(layer) => self.apply(layer, None),
             Err(e) => {
-                self.reject(SourceKind::File, &spec.path.display().to_string(), e.clone());
+                self.reject(
+                    SourceKind::File,
+                    &spec.path.display().to_string(),
+                    e.clone(),
+                );
                 Err(e)
             }
         }
@@ -673,7 +691,9 @@ impl Config {
             return Ok(UpdateOutcome::Unchanged);
         };
         let version = self.inner.current.load().version + 1;
-        self.inner.current.store(Arc::new(Snapshot { version, tree }));
+        self.inner
+            .current
+            .store(Arc::new(Snapshot { version, tree }));
         for s in &staged {
             s.commit();
         }

@@ -51,7 +51,7 @@ impl ConfigError {
         e.key = Some(key);
         e
     }
-    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    #[allow(dead_code, reason = "used by the remote source")]
     pub(crate) fn remote(source: &str, message: impl Into<String>) -> Self {
         Self::new(Kind::Remote, message).with_source(source)
     }

@@ -61,10 +61,12 @@ impl Format {
     /// map; an empty document is an empty map.
     pub fn parse_documents(self, text: &str) -> Result<Vec<Value>, SyntaxError> {
         let docs = match self {
-            Format::Json => vec![serde_json::from_str::<Value>(text).map_err(|e| SyntaxError {
-                message: e.to_string(),
-                line: Some(e.line()),
-            })?],
+            Format::Json => vec![
+                serde_json::from_str::<Value>(text).map_err(|e| SyntaxError {
+                    message: e.to_string(),
+                    line: Some(e.line()),
+                })?,
+            ],
             Format::Toml => vec![toml::from_str::<Value>(text).map_err(|e| SyntaxError {
                 message: e.message().to_owned(),
                 line: e.span().map(|s| line_of_offset(text, s.start)),
@@ -72,12 +74,13 @@ impl Format {
             Format::Yaml => {
                 let mut out = Vec::new();
                 for doc in serde_yaml::Deserializer::from_str(text) {
-                    let v = serde::Deserialize::deserialize(doc).map_err(|e: serde_yaml::Error| {
-                        SyntaxError {
-                            line: e.location().map(|l| l.line()),
-                            message: e.to_string(),
-                        }
-                    })?;
+                    let v =
+                        serde::Deserialize::deserialize(doc).map_err(|e: serde_yaml::Error| {
+                            SyntaxError {
+                                line: e.location().map(|l| l.line()),
+                                message: e.to_string(),
+                            }
+                        })?;
                     out.push(v);
                 }
                 out
@@ -114,12 +117,15 @@ impl Format {
             return None;
         }
         if self == Format::Properties {
-            return text.lines().position(|l| {
-                let l = l.trim_start();
-                l.strip_prefix(key)
-                    .is_some_and(|r| r.trim_start().starts_with(['=', ':']) || r.starts_with(' '))
-            })
-            .map(|i| i + 1);
+            return text
+                .lines()
+                .position(|l| {
+                    let l = l.trim_start();
+                    l.strip_prefix(key).is_some_and(|r| {
+                        r.trim_start().starts_with(['=', ':']) || r.starts_with(' ')
+                    })
+                })
+                .map(|i| i + 1);
         }
         let mut matched = 0;
         let mut found = None;
@@ -127,7 +133,10 @@ impl Format {
             let t = line.trim_start().trim_start_matches("- ");
             if self == Format::Toml && t.starts_with('[') {
                 let header = t.trim_start_matches('[').split(']').next().unwrap_or("");
-                let parts: Vec<&str> = header.split('.').map(|p| p.trim().trim_matches('"')).collect();
+                let parts: Vec<&str> = header
+                    .split('.')
+                    .map(|p| p.trim().trim_matches('"'))
+                    .collect();
                 if parts.len() <= segs.len() && parts == segs[..parts.len()] {
                     matched = parts.len();
                     found = Some(i + 1);
@@ -219,7 +228,10 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, Value)>, SyntaxError>
     }
     if !logical.is_empty() {
         let (k, v) = split_property(&logical);
-        out.push((unescape(k, start_line)?, Value::String(unescape(v, start_line)?)));
+        out.push((
+            unescape(k, start_line)?,
+            Value::String(unescape(v, start_line)?),
+        ));
     }
     Ok(out)
 }
@@ -284,14 +296,28 @@ mod tests {
     #[test]
     fn every_format_parses_to_the_same_tree() {
         let want = json!({"server": {"port": 8080, "name": "a"}});
-        assert_eq!(Format::Toml.parse("[server]\nport = 8080\nname = \"a\"\n").unwrap(), want);
-        assert_eq!(Format::Yaml.parse("server:\n  port: 8080\n  name: a\n").unwrap(), want);
         assert_eq!(
-            Format::Json.parse(r#"{"server":{"port":8080,"name":"a"}}"#).unwrap(),
+            Format::Toml
+                .parse("[server]\nport = 8080\nname = \"a\"\n")
+                .unwrap(),
             want
         );
         assert_eq!(
-            Format::Properties.parse("# c\nserver.port=8080\nserver.name : a\n").unwrap(),
+            Format::Yaml
+                .parse("server:\n  port: 8080\n  name: a\n")
+                .unwrap(),
+            want
+        );
+        assert_eq!(
+            Format::Json
+                .parse(r#"{"server":{"port":8080,"name":"a"}}"#)
+                .unwrap(),
+            want
+        );
+        assert_eq!(
+            Format::Properties
+                .parse("# c\nserver.port=8080\nserver.name : a\n")
+                .unwrap(),
             json!({"server": {"port": "8080", "name": "a"}})
         );
         assert_eq!(Format::Yaml.parse("").unwrap(), json!({}));
@@ -325,14 +351,26 @@ mod tests {
     #[test]
     fn keys_are_located_in_each_format() {
         let yaml = "other:\n  threshold: 1\nbreaker:\n  orders:\n    threshold: 5\n";
-        assert_eq!(Format::Yaml.locate_key(yaml, "breaker.orders.threshold"), Some(5));
+        assert_eq!(
+            Format::Yaml.locate_key(yaml, "breaker.orders.threshold"),
+            Some(5)
+        );
         let toml = "[other]\nthreshold = 1\n[breaker.orders]\nname = \"x\"\nthreshold = 5\n";
-        assert_eq!(Format::Toml.locate_key(toml, "breaker.orders.threshold"), Some(5));
+        assert_eq!(
+            Format::Toml.locate_key(toml, "breaker.orders.threshold"),
+            Some(5)
+        );
         let toml2 = "breaker.orders.threshold = 5\n";
-        assert_eq!(Format::Toml.locate_key(toml2, "breaker.orders.threshold"), Some(1));
+        assert_eq!(
+            Format::Toml.locate_key(toml2, "breaker.orders.threshold"),
+            Some(1)
+        );
         let json = "{\n \"breaker\": {\n  \"threshold\": 5\n }\n}";
         assert_eq!(Format::Json.locate_key(json, "breaker.threshold"), Some(3));
         let props = "a=1\nbreaker.threshold = 5\n";
-        assert_eq!(Format::Properties.locate_key(props, "breaker.threshold"), Some(2));
+        assert_eq!(
+            Format::Properties.locate_key(props, "breaker.threshold"),
+            Some(2)
+        );
     }
 }

@@ -92,7 +92,10 @@ impl<'de> Deserializer<'de> for Lenient<'de> {
             Value::Array(a) => visitor.visit_seq(Seq(a.iter())),
             // A comma list in one string ("a,b,c"), as env vars and properties write lists.
             Value::String(s) if !s.is_empty() => {
-                let items: Vec<Value> = s.split(',').map(|p| Value::String(p.trim().to_owned())).collect();
+                let items: Vec<Value> = s
+                    .split(',')
+                    .map(|p| Value::String(p.trim().to_owned()))
+                    .collect();
                 let seq = de::value::SeqDeserializer::new(items.into_iter().map(Owned));
                 visitor.visit_seq(seq)
             }
@@ -246,7 +249,10 @@ impl<'de> de::SeqAccess<'de> for Seq<'de> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Error> {
-        self.0.next().map(|v| seed.deserialize(Lenient(v))).transpose()
+        self.0
+            .next()
+            .map(|v| seed.deserialize(Lenient(v)))
+            .transpose()
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.0.len())
@@ -269,7 +275,10 @@ impl<'a> MapAccess<'a> {
 
 impl<'de> de::MapAccess<'de> for MapAccess<'de> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);

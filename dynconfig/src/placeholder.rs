@@ -50,7 +50,9 @@ fn resolve_node(root: &Value, node: &mut Value, path: &mut String) -> Result<(),
 /// Expands the placeholders in one string.
 pub(crate) fn expand(root: &Value, s: &str, depth: usize) -> Result<String, String> {
     if depth > MAX_DEPTH {
-        return Err(format!("placeholders nest deeper than {MAX_DEPTH} levels (a loop?)"));
+        return Err(format!(
+            "placeholders nest deeper than {MAX_DEPTH} levels (a loop?)"
+        ));
     }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;

@@ -108,7 +108,9 @@ impl<T> Clone for Property<T> {
 
 impl<T: fmt::Debug> fmt::Debug for Property<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Property").field(&self.cell.value.load()).finish()
+        f.debug_tuple("Property")
+            .field(&self.cell.value.load())
+            .finish()
     }
 }
 
@@ -221,7 +223,9 @@ pub struct PropertyBuilder<T> {
 
 impl<T> fmt::Debug for PropertyBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PropertyBuilder").field("keys", &self.keys).finish()
+        f.debug_struct("PropertyBuilder")
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 

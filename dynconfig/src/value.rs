@@ -137,7 +137,9 @@ fn flatten_into(node: &Value, prefix: &mut String, out: &mut Vec<(String, Value)
                 prefix.truncate(len);
             }
         }
-        Value::Object(_) | Value::Array(_) => out.push((prefix.clone(), Value::String(String::new()))),
+        Value::Object(_) | Value::Array(_) => {
+            out.push((prefix.clone(), Value::String(String::new())))
+        }
         leaf => out.push((prefix.clone(), leaf.clone())),
     }
 }
@@ -150,10 +152,10 @@ where
 {
     let mut root = Value::Object(Map::new());
     for (k, v) in pairs {
-        if !insert(&mut root, k, v.clone()) {
-            if let Value::Object(m) = &mut root {
-                m.insert(k.to_owned(), v.clone());
-            }
+        if !insert(&mut root, k, v.clone())
+            && let Value::Object(m) = &mut root
+        {
+            m.insert(k.to_owned(), v.clone());
         }
     }
     root

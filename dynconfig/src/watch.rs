@@ -36,10 +36,10 @@ impl Config {
     pub fn watch_files(&self, debounce: Duration) -> Result<FileWatcher, ConfigError> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                if !ev.kind.is_access() {
-                    let _ = tx.send(ev.paths);
-                }
+            if let Ok(ev) = res
+                && !ev.kind.is_access()
+            {
+                let _ = tx.send(ev.paths);
             }
         })
         .map_err(|e| ConfigError::setup(format!("cannot start the file watcher: {e}")))?;
@@ -52,9 +52,7 @@ impl Config {
         for d in &dirs {
             watcher
                 .watch(d, RecursiveMode::NonRecursive)
-                .map_err(|e| {
-                    ConfigError::setup(format!("cannot watch {}: {e}", d.display()))
-                })?;
+                .map_err(|e| ConfigError::setup(format!("cannot watch {}: {e}", d.display())))?;
         }
         let files: Vec<PathBuf> = self.inner.files.iter().map(|f| f.path.clone()).collect();
         let weak = Arc::downgrade(&self.inner);
