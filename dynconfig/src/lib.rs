@@ -87,3 +87,19 @@ pub use config::{Config, ConfigBuilder, ConfigEvent, Snapshot, SourceKind, Updat
 pub use error::ConfigError;
 pub use property::{Property, PropertyBuilder};
 pub use watch::FileWatcher;
+
+/// Resolves every `${key}` / `${key:default}` placeholder in the string values of `tree` against
+/// the tree itself (what each snapshot goes through).
+///
+/// # Errors
+/// A placeholder that refers to a missing key or a section, or that loops; the error names the
+/// key holding it.
+pub fn resolve_placeholders(tree: &serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+    placeholder::resolve(tree)
+}
+
+/// Expands the placeholders in a text (a configuration file served as a plain resource) against
+/// `tree`. Placeholders that cannot be resolved are left as written.
+pub fn expand_placeholders(tree: &serde_json::Value, text: &str) -> String {
+    placeholder::expand(tree, text, 0, true).unwrap_or_else(|_| text.to_owned())
+}

@@ -21,7 +21,8 @@ pub(crate) fn resolve(tree: &Value) -> Result<Value, ConfigError> {
 fn resolve_node(root: &Value, node: &mut Value, path: &mut String) -> Result<(), ConfigError> {
     match node {
         Value::String(s) if s.contains("${") => {
-            *s = expand(root, s, 0).map_err(|m| ConfigError::placeholder(path.clone(), m))?;
+            *s =
+                expand(root, s, 0, false).map_err(|m| ConfigError::placeholder(path.clone(), m))?;
         }
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
@@ -48,7 +49,7 @@ fn resolve_node(root: &Value, node: &mut Value, path: &mut String) -> Result<(),
 }
 
 /// Expands the placeholders in one string.
-pub(crate) fn expand(root: &Value, s: &str, depth: usize) -> Result<String, String> {
+pub(crate) fn expand(root: &Value, s: &str, depth: usize, keep: bool) -> Result<String, String> {
     if depth > MAX_DEPTH {
         return Err(format!(
             "placeholders nest deeper than {MAX_DEPTH} levels (a loop?)"
@@ -64,13 +65,14 @@ pub(crate) fn expand(root: &Value, s: &str, depth: usize) -> Result<String, Stri
             + body_start;
         let body = &rest[body_start..end];
         let (name, default) = split_default(body);
-        let name = expand(root, name, depth + 1)?;
+        let name = expand(root, name, depth + 1, keep)?;
         let resolved = match value::lookup(root, name.trim()) {
-            Some(Value::String(v)) => expand(root, v, depth + 1)?,
+            Some(Value::String(v)) => expand(root, v, depth + 1, keep)?,
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::Bool(b)) => b.to_string(),
             Some(Value::Null) | None => match default {
-                Some(d) => expand(root, d, depth + 1)?,
+                Some(d) => expand(root, d, depth + 1, keep)?,
+                None if keep => rest[start..=end].to_owned(),
                 None => return Err(format!("`${{{name}}}` refers to a missing key")),
             },
             Some(_) => return Err(format!("`${{{name}}}` refers to a section, not a value")),
