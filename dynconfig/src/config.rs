@@ -565,7 +565,7 @@ impl Config {
         match read_file(spec) {
             Ok(layer) => self.apply(layer, None),
             Err(e) => {
-                self.reject(
+                self.report_rejected(
                     SourceKind::File,
                     &spec.path.display().to_string(),
                     e.clone(),
@@ -609,7 +609,7 @@ impl Config {
         )
     }
 
-    fn reject(&self, kind: SourceKind, name: &str, err: ConfigError) {
+    pub(crate) fn report_rejected(&self, kind: SourceKind, name: &str, err: ConfigError) {
         tracing::warn!(source = name, error = %err, "configuration update rejected, keeping the last good one");
         record(kind, "rejected");
         let _ = self.inner.events.send(ConfigEvent {
@@ -669,7 +669,7 @@ impl Config {
             Err(e) => {
                 let e = locate(e, candidate.iter().copied());
                 drop(state);
-                self.reject(kind, &name, e.clone());
+                self.report_rejected(kind, &name, e.clone());
                 return Err(e);
             }
         };

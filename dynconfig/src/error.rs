@@ -51,7 +51,7 @@ impl ConfigError {
         e.key = Some(key);
         e
     }
-    #[allow(dead_code, reason = "used by the remote source")]
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn remote(source: &str, message: impl Into<String>) -> Self {
         Self::new(Kind::Remote, message).with_source(source)
     }

@@ -80,6 +80,8 @@ pub mod format;
 mod lenient;
 mod placeholder;
 mod property;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod value;
 mod watch;
 
