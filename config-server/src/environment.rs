@@ -15,8 +15,8 @@ pub struct PropertySource {
     pub name: String,
     /// Flattened `(key, value)` pairs in file order.
     pub source: Vec<(String, Value)>,
-    /// For each pair, the 1-based line that defines it when it could be found.
-    pub lines: Vec<Option<usize>>,
+    /// For each pair, the 1-based line and column of its value when they could be found.
+    pub lines: Vec<Option<(usize, usize)>>,
 }
 
 /// A Spring Cloud Config `Environment`: property sources listed highest precedence first.
@@ -26,7 +26,7 @@ pub struct Environment {
     pub name: String,
     /// The profiles asked for.
     pub profiles: Vec<String>,
-    /// The label used.
+    /// The label asked for (`None` when the request named none, as Spring answers).
     pub label: Option<String>,
     /// The version (commit sha for git).
     pub version: Option<String>,
@@ -37,10 +37,6 @@ pub struct Environment {
 struct Candidate {
     path: String,
     format: Format,
-    /// `Some(p)`: a `{name}-{p}` file, or documents of a `{name}` file activated for `p`.
-    profile: Option<String>,
-    /// Whether this candidate takes the profile-specific documents of a plain file.
-    activated_docs: bool,
 }
 
 fn join(dir: &str, file: &str) -> String {
@@ -57,38 +53,32 @@ const EXTENSIONS: [(&str, Format); 3] = [
     ("yaml", Format::Yaml),
 ];
 
-/// The files to read for `app` and `profiles`, highest precedence first: for each profile (the
-/// last one first), `{app}-{profile}` then `application-{profile}` (and the documents of `{app}`
-/// and `application` activated for that profile); then `{app}` and `application`. Within a name,
-/// `.properties` beats `.yml` beats `.yaml`; an earlier search path beats a later one.
+/// The files to read for `app` and `profiles`, highest precedence first, as the real Spring Cloud
+/// Config Server 5.0 orders them: for each profile (the last one first) `{app}-{profile}` then
+/// `application-{profile}`; then `{app}` and `application`, whose YAML documents activated for a
+/// requested profile (`spring.config.activate.on-profile`) rank above their plain documents.
+/// Within a name `.properties` beats `.yml` beats `.yaml`; an earlier search path beats a later one.
 fn candidates(app: &str, profiles: &[String], search_paths: &[String]) -> Vec<Candidate> {
     let mut names = vec![app.to_owned()];
     if app != "application" {
         names.push("application".to_owned());
     }
     let mut out = Vec::new();
+    let mut add = |sp: &str, file: String| {
+        for (ext, format) in EXTENSIONS {
+            let path = join(sp, &format!("{file}.{ext}"));
+            if !out.iter().any(|c: &Candidate| c.path == path) {
+                out.push(Candidate { path, format });
+            }
+        }
+    };
     for profile in profiles.iter().rev() {
         for name in &names {
             for sp in search_paths {
                 let sp = sp
                     .replace("{application}", app)
                     .replace("{profile}", profile);
-                for (ext, format) in EXTENSIONS {
-                    out.push(Candidate {
-                        path: join(&sp, &format!("{name}-{profile}.{ext}")),
-                        format,
-                        profile: Some(profile.clone()),
-                        activated_docs: false,
-                    });
-                }
-                for (ext, format) in &EXTENSIONS[1..] {
-                    out.push(Candidate {
-                        path: join(&sp, &format!("{name}.{ext}")),
-                        format: *format,
-                        profile: Some(profile.clone()),
-                        activated_docs: true,
-                    });
-                }
+                add(&sp, format!("{name}-{profile}"));
             }
         }
     }
@@ -97,14 +87,7 @@ fn candidates(app: &str, profiles: &[String], search_paths: &[String]) -> Vec<Ca
             let sp = sp
                 .replace("{application}", app)
                 .replace("{profile}", "default");
-            for (ext, format) in EXTENSIONS {
-                out.push(Candidate {
-                    path: join(&sp, &format!("{name}.{ext}")),
-                    format,
-                    profile: None,
-                    activated_docs: false,
-                });
-            }
+            add(&sp, name.clone());
         }
     }
     out
@@ -113,8 +96,10 @@ fn candidates(app: &str, profiles: &[String], search_paths: &[String]) -> Vec<Ca
 /// The profiles a YAML document is activated for (`spring.config.activate.on-profile` or the
 /// older `spring.profiles`), if any.
 fn activation(doc: &Value) -> Option<Vec<String>> {
-    let v = value::lookup(doc, "spring.config.activate.on-profile")
-        .or_else(|| value::lookup(doc, "spring.profiles"))?;
+    // Nested (`spring: config: ...`) or written as one dotted key.
+    let v = ["spring.config.activate.on-profile", "spring.profiles"]
+        .iter()
+        .find_map(|k| value::lookup(doc, k).or_else(|| doc.get(*k)))?;
     let list = match v {
         Value::String(s) => s.split(',').map(|p| p.trim().to_owned()).collect(),
         Value::Array(a) => a
@@ -124,28 +109,6 @@ fn activation(doc: &Value) -> Option<Vec<String>> {
         _ => return None,
     };
     Some(list)
-}
-
-fn strip_activation(doc: &mut Value) {
-    if let Some(spring) = doc.get_mut("spring").and_then(Value::as_object_mut) {
-        spring.remove("profiles");
-        if let Some(config) = spring.get_mut("config").and_then(Value::as_object_mut) {
-            if let Some(activate) = config.get_mut("activate").and_then(Value::as_object_mut) {
-                activate.remove("on-profile");
-                if activate.is_empty() {
-                    config.remove("activate");
-                }
-            }
-            if config.is_empty() {
-                spring.remove("config");
-            }
-        }
-        if spring.is_empty() {
-            doc.as_object_mut()
-                .expect("has a spring key")
-                .remove("spring");
-        }
-    }
 }
 
 /// Reads and assembles the environment of `app` with `profiles` at `label`.
@@ -161,31 +124,24 @@ pub fn find(
     search_paths: &[String],
 ) -> Result<Environment, BackendError> {
     let cands = candidates(app, profiles, search_paths);
-    // Each file is read once even if several candidates name it.
-    let mut unique: Vec<String> = Vec::new();
-    for c in &cands {
-        if !unique.contains(&c.path) {
-            unique.push(c.path.clone());
-        }
-    }
-    let files = backend.read(label, &unique)?;
+    let paths: Vec<String> = cands.iter().map(|c| c.path.clone()).collect();
+    let files = backend.read(label, &paths)?;
     let origin = backend.origin();
     let mut sources = Vec::new();
-    for c in &cands {
-        let idx = unique
-            .iter()
-            .position(|p| *p == c.path)
-            .expect("listed above");
-        let Some(bytes) = &files.contents[idx] else {
+    for (c, bytes) in cands.iter().zip(&files.contents) {
+        let Some(bytes) = bytes else {
             continue;
         };
         let text = String::from_utf8_lossy(bytes);
         let name = format!("{origin}{}", c.path);
         if c.format == Format::Properties {
             let pairs = parse_properties(&text).map_err(|e| syntax(&c.path, &e))?;
+            if pairs.is_empty() {
+                continue;
+            }
             let lines = pairs
                 .iter()
-                .map(|(k, _)| c.format.locate_key(&text, k))
+                .map(|(k, _)| locate(c.format, &text, k))
                 .collect();
             push(&mut sources, name, pairs, lines, cipher);
             continue;
@@ -196,25 +152,19 @@ pub fn find(
             .map_err(|e| syntax(&c.path, &e))?;
         let many = docs.len() > 1;
         // Later documents override earlier ones, so they are listed first.
-        for (i, mut doc) in docs.into_iter().enumerate().rev() {
-            let act = activation(&doc);
-            let take = match (&c.profile, c.activated_docs, &act) {
-                (None, _, None) => true,
-                (Some(_), false, _) => act.is_none(),
-                (Some(p), true, Some(list)) => list.iter().any(|x| x == p),
-                _ => false,
-            };
-            if !take {
+        for (i, doc) in docs.into_iter().enumerate().rev() {
+            if let Some(list) = activation(&doc)
+                && !list.iter().any(|p| profiles.contains(p))
+            {
                 continue;
             }
-            strip_activation(&mut doc);
-            let pairs = value::flatten(&doc);
             if doc.as_object().is_some_and(Map::is_empty) {
                 continue;
             }
+            let pairs = value::flatten(&doc);
             let lines = pairs
                 .iter()
-                .map(|(k, _)| c.format.locate_key(&text, k))
+                .map(|(k, _)| locate(c.format, &text, k))
                 .collect();
             let name = if many {
                 format!("{name} (document #{i})")
@@ -227,10 +177,24 @@ pub fn find(
     Ok(Environment {
         name: app.to_owned(),
         profiles: profiles.to_vec(),
-        label: files.label,
+        label: label.map(str::to_owned),
         version: files.version,
         property_sources: sources,
     })
+}
+
+/// The `line:column` of a key's value, as Spring's v2 origins give it (best effort: the line
+/// that defines the key, and the column where its value starts).
+fn locate(format: Format, text: &str, key: &str) -> Option<(usize, usize)> {
+    if key.ends_with(']') {
+        return None;
+    }
+    let line = format.locate_key(text, key)?;
+    let l = text.lines().nth(line - 1)?;
+    let sep = l.find([':', '='])?;
+    let after = &l[sep + 1..];
+    let col = sep + 1 + (after.len() - after.trim_start().len()) + 1;
+    Some((line, col))
 }
 
 fn syntax(path: &str, e: &palisade_dynconfig::format::SyntaxError) -> BackendError {
@@ -242,7 +206,7 @@ fn push(
     sources: &mut Vec<PropertySource>,
     name: String,
     pairs: Vec<(String, Value)>,
-    lines: Vec<Option<usize>>,
+    lines: Vec<Option<(usize, usize)>>,
     cipher: Option<&Cipher>,
 ) {
     let mut source = Vec::with_capacity(pairs.len());
@@ -265,7 +229,8 @@ fn push(
 
 impl Environment {
     /// The Spring JSON form; with `with_origin` (the v2 media type) each value is
-    /// `{"value": ..., "origin": "name:line"}`.
+    /// `{"value": ..., "origin": "line:column"}`. As the real server does, `profiles` holds the
+    /// profiles as asked (one comma-joined string) and `state` is empty.
     pub fn to_json(&self, with_origin: bool) -> Value {
         let sources: Vec<Value> = self
             .property_sources
@@ -275,8 +240,8 @@ impl Environment {
                 for (i, (k, v)) in ps.source.iter().enumerate() {
                     let v = if with_origin {
                         let origin = match ps.lines.get(i).copied().flatten() {
-                            Some(l) => format!("{}:{l}", ps.name),
-                            None => ps.name.clone(),
+                            Some((l, c)) => format!("{l}:{c}"),
+                            None => String::new(),
                         };
                         serde_json::json!({"value": v, "origin": origin})
                     } else {
@@ -289,10 +254,10 @@ impl Environment {
             .collect();
         serde_json::json!({
             "name": self.name,
-            "profiles": self.profiles,
+            "profiles": [self.profiles.join(",")],
             "label": self.label,
             "version": self.version,
-            "state": null,
+            "state": "",
             "propertySources": sources,
         })
     }
@@ -332,22 +297,25 @@ mod tests {
     use crate::backend::DirectoryBackend;
 
     #[test]
-    fn precedence_follows_spring_boot() {
+    fn precedence_follows_the_real_spring_server() {
+        // The order the real Spring Cloud Config Server 5.0.6 gave for the same files.
         let dir = tempfile::tempdir().unwrap();
         let w = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
         w(
             "application.yml",
-            "a: app\nb: app\nc: app\nd: app\ne: app\n",
+            "a: app\nb: app\nc: app\nd: app\ne: app\n---\nspring:\n  config:\n    activate:\n      on-profile: prod\nappdoc: prod\n",
         );
         w(
             "orders.yml",
-            "a: orders\nb: orders\nc: orders\nd: orders\n---\nspring:\n  config:\n    activate:\n      on-profile: eu\nd: orders-doc-eu\n",
+            "a: orders\nb: orders\nc: orders\nd: orders\n---\nspring:\n  config:\n    activate:\n      on-profile: eu\nd: orders-doc-eu\n---\nspring.config.activate.on-profile: us\nd: us\n",
         );
         w(
             "application-prod.yml",
             "a: application-prod\nb: application-prod\n",
         );
         w("orders-prod.properties", "a=orders-prod\n");
+        w("orders-prod.yml", "y: 1\n");
+        w("application-eu.yml", "z: application-eu\n");
         w("orders-eu.yml", "z: eu\n");
         w("other.yml", "a: other\n");
         let b = DirectoryBackend::new(dir.path()).unwrap();
@@ -369,11 +337,14 @@ mod tests {
             names,
             [
                 "orders-eu.yml",
-                "orders.yml (document #1)",
+                "application-eu.yml",
                 "orders-prod.properties",
+                "orders-prod.yml",
                 "application-prod.yml",
+                "orders.yml (document #1)",
                 "orders.yml (document #0)",
-                "application.yml"
+                "application.yml (document #1)",
+                "application.yml (document #0)"
             ]
         );
         let merged: std::collections::BTreeMap<_, _> = env.merged().into_iter().collect();
@@ -382,6 +353,15 @@ mod tests {
         assert_eq!(merged["c"], "orders");
         assert_eq!(merged["d"], "orders-doc-eu");
         assert_eq!(merged["e"], "app");
-        assert!(!merged.contains_key("spring.config.activate.on-profile"));
+        assert_eq!(merged["z"], "eu");
+        assert_eq!(
+            merged["spring.config.activate.on-profile"], "eu",
+            "kept, as Spring keeps it"
+        );
+        assert_eq!(
+            env.property_sources[2].lines,
+            vec![Some((1, 3))],
+            "line:column of the value"
+        );
     }
 }

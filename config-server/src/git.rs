@@ -129,12 +129,11 @@ fn resolve<'r>(repo: &'r Repository, label: &str) -> Result<git2::Commit<'r>, Ba
                 .map_err(|e| BackendError::Unavailable(e.message().to_owned()));
         }
     }
-    if label.len() >= 7 && label.len() <= 40 && label.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if let Ok(obj) = repo.revparse_single(label) {
-            if let Ok(c) = obj.peel_to_commit() {
-                return Ok(c);
-            }
-        }
+    if (7..=40).contains(&label.len())
+        && label.bytes().all(|b| b.is_ascii_hexdigit())
+        && let Ok(c) = repo.revparse_single(label).and_then(|o| o.peel_to_commit())
+    {
+        return Ok(c);
     }
     Err(BackendError::NoSuchLabel(label.to_owned()))
 }

@@ -387,13 +387,6 @@ async fn flat(
             path,
         );
     };
-    if app.contains('-') {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "flat output is not supported for names or profiles containing hyphens",
-            path,
-        );
-    }
     let env = match load(s, app, profiles, label).await {
         Ok(e) => e,
         Err(e) => return backend_error(&e, path),
@@ -405,17 +398,20 @@ async fn flat(
     match ext {
         "json" => respond(StatusCode::OK, "application/json", tree.to_string()),
         "properties" => {
-            let mut pairs = palisade_dynconfig::value::flatten(&tree);
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = String::new();
-            for (k, v) in pairs {
-                let v = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                out.push_str(&format!("{k}: {v}\n"));
-            }
-            respond(StatusCode::OK, "text/plain", out)
+            // Keys in merge order (lowest source first, as Spring's LinkedHashMap keeps them),
+            // values with placeholders resolved.
+            let lines: Vec<String> = env
+                .merged()
+                .into_iter()
+                .map(|(k, raw)| {
+                    let v = palisade_dynconfig::value::lookup(&tree, &k).unwrap_or(&raw);
+                    match v {
+                        Value::String(s) => format!("{k}: {s}"),
+                        other => format!("{k}: {other}"),
+                    }
+                })
+                .collect();
+            respond(StatusCode::OK, "text/plain", lines.join("\n"))
         }
         _ => match serde_yaml::to_string(&tree) {
             Ok(y) => respond(StatusCode::OK, "text/plain", y),

@@ -72,7 +72,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `metrics` | `palisade_dynconfig_updates_total{source,result}` through the `metrics` facade |
-//! | `remote` | [`remote`]: the Spring Cloud Config client source (poll, webhook trigger, last known good) |
+//! | `remote` | the `remote` module: the Spring Cloud Config client source (poll, webhook trigger, last known good) |
 
 mod config;
 mod error;
