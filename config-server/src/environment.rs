@@ -186,11 +186,39 @@ pub fn find(
 /// The `line:column` of a key's value, as Spring's v2 origins give it (best effort: the line
 /// that defines the key, and the column where its value starts).
 fn locate(format: Format, text: &str, key: &str) -> Option<(usize, usize)> {
-    if key.ends_with(']') {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    // A scalar list item (`list[1]`): the n-th `- ` line under the list's key.
+    if let Some((parent, index)) = key
+        .strip_suffix(']')
+        .and_then(|k| k.rfind('[').map(|i| (&k[..i], &k[i + 1..])))
+    {
+        let index: usize = index.parse().ok()?;
+        if format != Format::Yaml || parent.ends_with(']') {
+            return None;
+        }
+        let at = format.locate_key(text, parent)?;
+        let key_indent = indent(lines.get(at - 1)?);
+        let mut n = 0;
+        for (i, l) in lines.iter().enumerate().skip(at) {
+            let t = l.trim_start();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if indent(l) < key_indent || (indent(l) == key_indent && !t.starts_with("- ")) {
+                return None;
+            }
+            if t.starts_with("- ") {
+                if n == index {
+                    return Some((i + 1, indent(l) + 3));
+                }
+                n += 1;
+            }
+        }
         return None;
     }
     let line = format.locate_key(text, key)?;
-    let l = text.lines().nth(line - 1)?;
+    let l = lines.get(line - 1)?;
     let sep = l.find([':', '='])?;
     let after = &l[sep + 1..];
     let col = sep + 1 + (after.len() - after.trim_start().len()) + 1;
@@ -210,16 +238,28 @@ fn push(
     cipher: Option<&Cipher>,
 ) {
     let mut source = Vec::with_capacity(pairs.len());
-    for (k, v) in pairs {
+    let mut kept_lines = Vec::with_capacity(pairs.len());
+    let mut invalid = Vec::new();
+    for ((k, v), line) in pairs.into_iter().zip(lines) {
         match v.as_str().and_then(|s| s.strip_prefix("{cipher}")) {
             Some(ct) => match cipher.and_then(|c| c.decrypt(ct).ok()) {
-                Some(plain) => source.push((k, Value::String(plain))),
-                // Spring's convention for a value that cannot be decrypted.
-                None => source.push((format!("invalid.{k}"), Value::String("<n/a>".into()))),
+                Some(plain) => {
+                    source.push((k, Value::String(plain)));
+                    kept_lines.push(line);
+                }
+                // Spring's convention for a value that cannot be decrypted, moved to the end of
+                // the source as the real server does.
+                None => invalid.push((format!("invalid.{k}"), Value::String("<n/a>".into()))),
             },
-            None => source.push((k, v)),
+            None => {
+                source.push((k, v));
+                kept_lines.push(line);
+            }
         }
     }
+    kept_lines.extend(invalid.iter().map(|_| None));
+    source.extend(invalid);
+    let lines = kept_lines;
     sources.push(PropertySource {
         name,
         source,
@@ -229,7 +269,7 @@ fn push(
 
 impl Environment {
     /// The Spring JSON form; with `with_origin` (the v2 media type) each value is
-    /// `{"value": ..., "origin": "line:column"}`. As the real server does, `profiles` holds the
+    /// `{"value": ..., "origin": "line:column"}` (bare when the origin is unknown). As the real server does, `profiles` holds the
     /// profiles as asked (one comma-joined string) and `state` is empty.
     pub fn to_json(&self, with_origin: bool) -> Value {
         let sources: Vec<Value> = self
@@ -238,14 +278,13 @@ impl Environment {
             .map(|ps| {
                 let mut m = Map::new();
                 for (i, (k, v)) in ps.source.iter().enumerate() {
-                    let v = if with_origin {
-                        let origin = match ps.lines.get(i).copied().flatten() {
-                            Some((l, c)) => format!("{l}:{c}"),
-                            None => String::new(),
-                        };
-                        serde_json::json!({"value": v, "origin": origin})
-                    } else {
-                        v.clone()
+                    // Without a known origin (the `invalid.*` markers) the value stays bare,
+                    // as the real server writes it.
+                    let v = match ps.lines.get(i).copied().flatten() {
+                        Some((l, c)) if with_origin => {
+                            serde_json::json!({"value": v, "origin": format!("{l}:{c}")})
+                        }
+                        _ => v.clone(),
                     };
                     m.insert(k.clone(), v);
                 }
@@ -262,15 +301,35 @@ impl Environment {
         })
     }
 
-    /// The merged flat map: sources applied lowest first, so `property_sources[0]` wins.
+    /// The merged flat map: sources applied lowest first, so `property_sources[0]` wins. As in
+    /// the real server, a list (`list[0]`, `list[1]`...) from a source replaces the same list
+    /// from the sources below whole, and goes after that source's other keys.
     pub fn merged(&self) -> Vec<(String, Value)> {
         let mut out: Vec<(String, Value)> = Vec::new();
         for ps in self.property_sources.iter().rev() {
-            for (k, v) in &ps.source {
+            for (k, v) in ps.source.iter().filter(|(k, _)| !k.contains('[')) {
                 match out.iter_mut().find(|(ok, _)| ok == k) {
                     Some(slot) => slot.1 = v.clone(),
                     None => out.push((k.clone(), v.clone())),
                 }
+            }
+            let mut lists_done: Vec<&str> = Vec::new();
+            for (k, _) in &ps.source {
+                let Some(i) = k.find('[') else { continue };
+                let base = &k[..i];
+                if lists_done.contains(&base) {
+                    continue;
+                }
+                lists_done.push(base);
+                let is_item =
+                    |key: &str| key.len() > i && key.starts_with(base) && key.as_bytes()[i] == b'[';
+                out.retain(|(ok, _)| !is_item(ok));
+                out.extend(
+                    ps.source
+                        .iter()
+                        .filter(|(sk, _)| is_item(sk))
+                        .map(|(sk, sv)| (sk.clone(), sv.clone())),
+                );
             }
         }
         out
@@ -363,5 +422,9 @@ mod tests {
             vec![Some((1, 3))],
             "line:column of the value"
         );
+        let l = "list:\n  - a\n  - b\nnext: 1\n";
+        assert_eq!(locate(Format::Yaml, l, "list[1]"), Some((3, 5)));
+        assert_eq!(locate(Format::Yaml, l, "list[2]"), None);
+        assert_eq!(locate(Format::Yaml, "a:\n  b: 7\n", "a.b"), Some((2, 6)));
     }
 }

@@ -165,8 +165,8 @@ async fn flat_forms_merge_with_precedence_and_resolve_placeholders() {
     );
     assert_eq!(
         j["list"],
-        serde_json::json!(["c", "b"]),
-        "flat merge keeps list[1] as Spring does"
+        serde_json::json!(["c"]),
+        "the most specific list replaces the others whole, as Spring does"
     );
 
     let r = get(s.addr, "/main/orders-prod.properties").await;
