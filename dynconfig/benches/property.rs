@@ -26,7 +26,9 @@ fn read_cost(c: &mut Criterion) {
     let config = config();
     let n = config.property::<u64>("n", 0).expect("decodes");
     let flag = config.property::<bool>("flag", false).expect("decodes");
-    let s = config.property::<String>("s", String::new()).expect("decodes");
+    let s = config
+        .property::<String>("s", String::new())
+        .expect("decodes");
     let baseline = AtomicU64::new(5);
     let mut g = c.benchmark_group("property_read");
     g.bench_function("atomic_u64_load_baseline", |b| {
@@ -34,7 +36,9 @@ fn read_cost(c: &mut Criterion) {
     });
     g.bench_function("get_u64", |b| b.iter(|| black_box(n.get())));
     g.bench_function("get_bool", |b| b.iter(|| black_box(flag.get())));
-    g.bench_function("with_string_len", |b| b.iter(|| s.with(|v| black_box(v.len()))));
+    g.bench_function("with_string_len", |b| {
+        b.iter(|| s.with(|v| black_box(v.len())))
+    });
     g.bench_function("load_arc_string", |b| b.iter(|| black_box(s.load())));
     g.finish();
 }
@@ -44,7 +48,9 @@ fn read_cost(c: &mut Criterion) {
 fn allocations_per_reads(reads: u64) -> (usize, usize) {
     let config = config();
     let n = config.property::<u64>("n", 0).expect("decodes");
-    let s = config.property::<String>("s", String::new()).expect("decodes");
+    let s = config
+        .property::<String>("s", String::new())
+        .expect("decodes");
     black_box(n.get());
     s.with(|v| black_box(v.len()));
     let region = Region::new(GLOBAL);
@@ -100,8 +106,14 @@ fn main() {
 
     let reads = if bench_mode { 10_000_000 } else { 10_000 };
     let (allocs, reallocs) = allocations_per_reads(reads);
-    println!("property reads: {reads} u64 + {reads} string reads made {allocs} allocations, {reallocs} reallocations");
-    assert_eq!((allocs, reallocs), (0, 0), "a property read must not allocate");
+    println!(
+        "property reads: {reads} u64 + {reads} string reads made {allocs} allocations, {reallocs} reallocations"
+    );
+    assert_eq!(
+        (allocs, reallocs),
+        (0, 0),
+        "a property read must not allocate"
+    );
 
     let debounce = Duration::from_millis(20);
     let samples = if bench_mode { 200 } else { 3 };

@@ -82,6 +82,7 @@ mod placeholder;
 mod property;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod scalar;
 pub mod value;
 mod watch;
 

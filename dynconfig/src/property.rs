@@ -1,6 +1,7 @@
 //! Typed live properties: a decoded value per snapshot, read lock-free.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::{Inner, register};
 use crate::lenient::Lenient;
+use crate::scalar;
 use crate::{ConfigError, value};
 
 /// Turns a resolved snapshot tree into a property's value.
@@ -20,6 +22,9 @@ type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
 /// The shared state of one property: its current value, how to decode it and who to tell.
 pub(crate) struct PropertyCell<T> {
     value: ArcSwap<T>,
+    /// The value's 64-bit image when it has one (see `scalar`), valid while `fast` is set.
+    bits: AtomicU64,
+    fast: AtomicBool,
     decoder: Decoder<T>,
     tx: watch::Sender<Arc<T>>,
     callbacks: Mutex<Vec<Callback<T>>>,
@@ -39,11 +44,14 @@ pub(crate) trait Staged: Send {
     fn notify(&self);
 }
 
-impl<T> PropertyCell<T> {
+impl<T: 'static> PropertyCell<T> {
     pub(crate) fn new(initial: T, decoder: Decoder<T>) -> Self {
+        let bits = scalar::to_bits(&initial);
         let initial = Arc::new(initial);
         PropertyCell {
             value: ArcSwap::new(initial.clone()),
+            bits: AtomicU64::new(bits.unwrap_or(0)),
+            fast: AtomicBool::new(bits.is_some()),
             decoder,
             tx: watch::Sender::new(initial),
             callbacks: Mutex::new(Vec::new()),
@@ -71,7 +79,18 @@ impl<T: PartialEq + Send + Sync + 'static> Cell for PropertyCell<T> {
 
 impl<T: Send + Sync + 'static> Staged for StagedValue<T> {
     fn commit(&self) {
-        self.cell.value.store(self.new.clone());
+        let cell = &self.cell;
+        match scalar::to_bits(&*self.new) {
+            Some(b) => {
+                cell.value.store(self.new.clone());
+                cell.bits.store(b, Ordering::Release);
+                cell.fast.store(true, Ordering::Release);
+            }
+            None => {
+                cell.fast.store(false, Ordering::Release);
+                cell.value.store(self.new.clone());
+            }
+        }
     }
     fn notify(&self) {
         self.cell.tx.send_replace(self.new.clone());
@@ -119,12 +138,18 @@ impl<T: Send + Sync + PartialEq + 'static> Property<T> {
         Property { cell, config }
     }
 
-    /// The current value, cloned (a copy for numbers and bools).
+    /// The current value, cloned. For integers, floats, bools, chars and durations this is one
+    /// atomic load; for other types an `ArcSwap` load and a clone.
     #[inline]
     pub fn get(&self) -> T
     where
         T: Clone,
     {
+        if self.cell.fast.load(Ordering::Acquire)
+            && let Some(v) = scalar::from_bits::<T>(self.cell.bits.load(Ordering::Acquire))
+        {
+            return v;
+        }
         T::clone(&self.cell.value.load())
     }
 
