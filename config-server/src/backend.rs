@@ -37,22 +37,38 @@ pub struct Files {
     pub contents: Vec<Option<Vec<u8>>>,
 }
 
+/// What a request asks a backend for.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The application name (already checked by [`check_name`]).
+    pub application: &'a str,
+    /// The profiles, as asked.
+    pub profiles: &'a [String],
+    /// The label, or `None` for the backend's default.
+    pub label: Option<&'a str>,
+}
+
 /// A source of configuration files. Calls block (git fetches, disk reads): the server runs them
 /// on tokio's blocking pool.
 pub trait Backend: Send + Sync + 'static {
-    /// Reads `paths` (relative, `/`-separated, already checked by [`check_relative_path`]) at
-    /// `label`, or at the default label when `None`.
+    /// Reads `paths` (relative, `/`-separated, already checked by [`check_relative_path`]) for
+    /// the request, at its label or the default label.
     ///
     /// # Errors
     /// An unknown label, or a repository that cannot be read.
-    fn read(&self, label: Option<&str>, paths: &[String]) -> Result<Files, BackendError>;
+    fn read(&self, request: &Request<'_>, paths: &[String]) -> Result<Files, BackendError>;
 
     /// The prefix of property source names (`{prefix}{path}`), for example the repository URI.
-    fn origin(&self) -> String;
+    fn origin(&self, request: &Request<'_>) -> String;
 
     /// Whether the backend can serve right now (for `/health`).
     fn healthy(&self) -> Result<(), BackendError> {
-        self.read(None, &[]).map(|_| ())
+        let request = Request {
+            application: "application",
+            profiles: &[],
+            label: None,
+        };
+        self.read(&request, &[]).map(|_| ())
     }
 }
 
@@ -119,7 +135,7 @@ impl DirectoryBackend {
 }
 
 impl Backend for DirectoryBackend {
-    fn read(&self, label: Option<&str>, paths: &[String]) -> Result<Files, BackendError> {
+    fn read(&self, request: &Request<'_>, paths: &[String]) -> Result<Files, BackendError> {
         let mut contents = Vec::with_capacity(paths.len());
         for p in paths {
             check_relative_path("path", p)?;
@@ -140,12 +156,12 @@ impl Backend for DirectoryBackend {
         }
         Ok(Files {
             version: None,
-            label: label.map(str::to_owned),
+            label: request.label.map(str::to_owned),
             contents,
         })
     }
 
-    fn origin(&self) -> String {
+    fn origin(&self, _request: &Request<'_>) -> String {
         format!("file:{}/", self.root.display())
     }
 }
@@ -182,14 +198,19 @@ mod tests {
         std::fs::write(dir.path().join("a.yml"), "x: 1").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
         let b = DirectoryBackend::new(dir.path()).unwrap();
-        let f = b.read(None, &["a.yml".into(), "b.yml".into()]).unwrap();
+        let r = Request {
+            application: "a",
+            profiles: &[],
+            label: None,
+        };
+        let f = b.read(&r, &["a.yml".into(), "b.yml".into()]).unwrap();
         assert_eq!(f.contents, vec![Some(b"x: 1".to_vec()), None]);
         assert!(matches!(
-            b.read(None, &["link".into()]),
+            b.read(&r, &["link".into()]),
             Err(BackendError::Rejected(_))
         ));
         assert!(matches!(
-            b.read(None, &["../x".into()]),
+            b.read(&r, &["../x".into()]),
             Err(BackendError::Rejected(_))
         ));
     }

@@ -5,7 +5,7 @@ use palisade_dynconfig::format::{Format, parse_properties};
 use palisade_dynconfig::value;
 use serde_json::{Map, Value};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Request};
 use crate::cipher::Cipher;
 
 /// One property source: a file (or one document of a multi-document YAML file), flattened.
@@ -125,8 +125,13 @@ pub fn find(
 ) -> Result<Environment, BackendError> {
     let cands = candidates(app, profiles, search_paths);
     let paths: Vec<String> = cands.iter().map(|c| c.path.clone()).collect();
-    let files = backend.read(label, &paths)?;
-    let origin = backend.origin();
+    let request = Request {
+        application: app,
+        profiles,
+        label,
+    };
+    let files = backend.read(&request, &paths)?;
+    let origin = backend.origin(&request);
     let mut sources = Vec::new();
     for (c, bytes) in cands.iter().zip(&files.contents) {
         let Some(bytes) = bytes else {

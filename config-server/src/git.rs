@@ -2,21 +2,26 @@
 //! commit's tree (no working copy, so concurrent labels never race and nothing on disk can be
 //! reached through a path).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use git2::{FetchOptions, FetchPrune, Repository};
 
-use crate::backend::{Backend, BackendError, Files, check_relative_path};
+use crate::backend::{Backend, BackendError, Files, Request, check_relative_path};
 
 /// Serves files from a git repository: label = branch, tag or commit; version = commit sha.
+///
+/// The URI may hold `{application}` and `{profile}` placeholders (one repository per
+/// application, as Spring allows); each resolved repository gets its own clone under the local
+/// directory.
 pub struct GitBackend {
     uri: String,
     local: PathBuf,
     default_label: String,
     refresh_rate: Duration,
-    state: Mutex<State>,
+    repos: Mutex<HashMap<String, Arc<Mutex<State>>>>,
 }
 
 impl std::fmt::Debug for GitBackend {
@@ -44,11 +49,31 @@ impl GitBackend {
             local: local.into(),
             default_label: "main".into(),
             refresh_rate: Duration::ZERO,
-            state: Mutex::new(State {
-                repo: None,
-                last_fetch: None,
-            }),
+            repos: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn templated(&self) -> bool {
+        self.uri.contains("{application}") || self.uri.contains("{profile}")
+    }
+
+    /// The repository URI for a request, and where its clone lives.
+    fn resolve(&self, request: &Request<'_>) -> (String, PathBuf) {
+        if !self.templated() {
+            return (self.uri.clone(), self.local.clone());
+        }
+        let uri = self
+            .uri
+            .replace("{application}", request.application)
+            .replace("{profile}", &request.profiles.join(","));
+        // FNV-1a: a stable, collision-unlikely folder name for each resolved URI.
+        let hash = uri.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let local = self
+            .local
+            .join(format!("{}-{hash:016x}", request.application));
+        (uri, local)
     }
 
     /// The label used when a request names none (Spring's `default-label`).
@@ -63,15 +88,15 @@ impl GitBackend {
         self
     }
 
-    fn open(&self, state: &mut State) -> Result<(), BackendError> {
+    fn open(&self, state: &mut State, uri: &str, local: &Path) -> Result<(), BackendError> {
         if state.repo.is_none() {
-            let repo = if self.local.join("HEAD").exists() {
-                Repository::open_bare(&self.local)
+            let repo = if local.join("HEAD").exists() {
+                Repository::open_bare(local)
             } else {
-                std::fs::create_dir_all(&self.local).map_err(|e| {
+                std::fs::create_dir_all(local).map_err(|e| {
                     BackendError::Unavailable(format!("cannot create the local clone: {e}"))
                 })?;
-                Repository::init_bare(&self.local)
+                Repository::init_bare(local)
             }
             .map_err(|e| BackendError::Unavailable(format!("local clone: {}", e.message())))?;
             state.repo = Some(repo);
@@ -81,7 +106,7 @@ impl GitBackend {
             .is_none_or(|t| t.elapsed() >= self.refresh_rate);
         if due {
             let repo = state.repo.as_ref().expect("opened above");
-            let fetched = repo.remote_anonymous(&self.uri).and_then(|mut remote| {
+            let fetched = repo.remote_anonymous(uri).and_then(|mut remote| {
                 let mut opts = FetchOptions::new();
                 opts.prune(FetchPrune::On);
                 remote.fetch(
@@ -139,10 +164,23 @@ fn resolve<'r>(repo: &'r Repository, label: &str) -> Result<git2::Commit<'r>, Ba
 }
 
 impl Backend for GitBackend {
-    fn read(&self, label: Option<&str>, paths: &[String]) -> Result<Files, BackendError> {
-        let label = label.unwrap_or(&self.default_label);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.open(&mut state)?;
+    fn read(&self, request: &Request<'_>, paths: &[String]) -> Result<Files, BackendError> {
+        let label = request.label.unwrap_or(&self.default_label);
+        let (uri, local) = self.resolve(request);
+        let slot = self
+            .repos
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(uri.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(State {
+                    repo: None,
+                    last_fetch: None,
+                }))
+            })
+            .clone();
+        let mut state = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        self.open(&mut state, &uri, &local)?;
         let repo = state.repo.as_ref().expect("opened");
         let commit = resolve(repo, label)?;
         let tree = commit
@@ -166,8 +204,21 @@ impl Backend for GitBackend {
         })
     }
 
-    fn origin(&self) -> String {
-        format!("{}/", self.uri.trim_end_matches('/'))
+    fn origin(&self, request: &Request<'_>) -> String {
+        format!("{}/", self.resolve(request).0.trim_end_matches('/'))
+    }
+
+    fn healthy(&self) -> Result<(), BackendError> {
+        if self.templated() {
+            // There is no one repository to check before a request names an application.
+            return Ok(());
+        }
+        let request = Request {
+            application: "application",
+            profiles: &[],
+            label: None,
+        };
+        self.read(&request, &[]).map(|_| ())
     }
 }
 
@@ -216,39 +267,84 @@ mod tests {
         let local = tempfile::tempdir().unwrap();
         let b = GitBackend::new(u.display().to_string(), local.path().join("clone"));
         let paths = vec!["a.yml".to_owned(), "none.yml".to_owned()];
-        let f = b.read(None, &paths).unwrap();
+        let at = |label| Request {
+            application: "a",
+            profiles: &[],
+            label,
+        };
+        let f = b.read(&at(None), &paths).unwrap();
         assert_eq!(f.contents[0].as_deref(), Some(&b"v: 1\n"[..]));
         assert_eq!(f.contents[1], None);
         assert_eq!(f.version.as_deref(), Some(first.as_str()));
         assert_eq!(f.label.as_deref(), Some("main"));
-        let f = b.read(Some("feature/x"), &paths).unwrap();
+        let f = b.read(&at(Some("feature/x")), &paths).unwrap();
         assert_eq!(f.contents[0].as_deref(), Some(&b"v: 2\n"[..]));
         assert_eq!(
-            b.read(Some("v1"), &paths).unwrap().version,
+            b.read(&at(Some("v1")), &paths).unwrap().version,
             Some(first.clone())
         );
         assert_eq!(
-            b.read(Some(&first[..10]), &paths).unwrap().version,
+            b.read(&at(Some(&first[..10])), &paths).unwrap().version,
             Some(first.clone())
         );
         assert!(matches!(
-            b.read(Some("nope"), &paths),
+            b.read(&at(Some("nope")), &paths),
             Err(BackendError::NoSuchLabel(_))
         ));
         assert!(matches!(
-            b.read(Some("../x"), &paths),
+            b.read(&at(Some("../x")), &paths),
             Err(BackendError::Rejected(_))
         ));
         assert!(matches!(
-            b.read(None, &["../a.yml".into()]),
+            b.read(&at(None), &["../a.yml".into()]),
             Err(BackendError::Rejected(_))
         ));
 
         // A new commit is seen on the next request (refresh rate zero).
         std::fs::write(u.join("a.yml"), "v: 3\n").unwrap();
         git(u, &["commit", "-qam", "three"]);
-        let f = b.read(None, &paths).unwrap();
+        let f = b.read(&at(None), &paths).unwrap();
         assert_eq!(f.contents[0].as_deref(), Some(&b"v: 3\n"[..]));
         assert_ne!(f.version.as_deref(), Some(first.as_str()));
+    }
+
+    #[test]
+    fn an_application_placeholder_picks_a_repository_per_application() {
+        let root = tempfile::tempdir().unwrap();
+        for app in ["orders", "billing"] {
+            let d = root.path().join(format!("{app}-config"));
+            std::fs::create_dir_all(&d).unwrap();
+            git(&d, &["init", "-q"]);
+            std::fs::write(d.join("application.yml"), format!("owner: {app}\n")).unwrap();
+            git(&d, &["add", "."]);
+            git(&d, &["commit", "-qm", "one"]);
+        }
+        let local = tempfile::tempdir().unwrap();
+        let template = format!("{}/{{application}}-config", root.path().display());
+        let b = GitBackend::new(template, local.path());
+        let paths = vec!["application.yml".to_owned()];
+        for app in ["orders", "billing"] {
+            let r = Request {
+                application: app,
+                profiles: &[],
+                label: None,
+            };
+            let f = b.read(&r, &paths).unwrap();
+            assert_eq!(
+                f.contents[0].as_deref(),
+                Some(format!("owner: {app}\n").as_bytes())
+            );
+            assert!(b.origin(&r).contains(&format!("{app}-config")));
+        }
+        let r = Request {
+            application: "missing",
+            profiles: &[],
+            label: None,
+        };
+        assert!(matches!(
+            b.read(&r, &paths),
+            Err(BackendError::Unavailable(_))
+        ));
+        assert!(b.healthy().is_ok());
     }
 }

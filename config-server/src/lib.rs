@@ -56,7 +56,7 @@ mod git;
 mod server;
 
 pub use backend::{
-    Backend, BackendError, DirectoryBackend, Files, check_name, check_relative_path,
+    Backend, BackendError, DirectoryBackend, Files, Request, check_name, check_relative_path,
 };
 pub use cipher::{Cipher, CipherError};
 pub use git::GitBackend;

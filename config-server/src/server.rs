@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use crate::backend::{Backend, BackendError, check_name, check_relative_path};
+use crate::backend::{Backend, BackendError, Request, check_name, check_relative_path};
 use crate::cipher::Cipher;
 use crate::environment::{Environment, find};
 
@@ -33,7 +33,7 @@ pub struct ConfigServer {
 impl std::fmt::Debug for ConfigServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConfigServer")
-            .field("origin", &self.backend.origin())
+            .field("backend", &"dyn Backend")
             .field("search_paths", &self.search_paths)
             .field("auth", &self.auth.as_ref().map(|(u, _)| u))
             .field("cipher", &self.cipher.is_some())
@@ -466,8 +466,17 @@ async fn resource(
     }
     let backend = s.backend.clone();
     let label = Some(label.replace("(_)", "/"));
-    let read =
-        tokio::task::spawn_blocking(move || backend.read(label.as_deref(), &candidates)).await;
+    let app = app.to_owned();
+    let profiles = env.profiles.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let request = Request {
+            application: &app,
+            profiles: &profiles,
+            label: label.as_deref(),
+        };
+        backend.read(&request, &candidates)
+    })
+    .await;
     let files = match read {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return backend_error(&e, path),
