@@ -164,6 +164,17 @@ impl Backend for DirectoryBackend {
     fn origin(&self, _request: &Request<'_>) -> String {
         format!("file:{}/", self.root.display())
     }
+
+    fn healthy(&self) -> Result<(), BackendError> {
+        if self.root.is_dir() {
+            Ok(())
+        } else {
+            Err(BackendError::Unavailable(format!(
+                "{} is gone",
+                self.root.display()
+            )))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +220,7 @@ mod tests {
             b.read(&r, &["link".into()]),
             Err(BackendError::Rejected(_))
         ));
+        assert!(b.healthy().is_ok());
         assert!(matches!(
             b.read(&r, &["../x".into()]),
             Err(BackendError::Rejected(_))

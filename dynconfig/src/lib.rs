@@ -5,7 +5,8 @@
 //! a prefix, a Spring Cloud Config compatible server (feature `remote`), and runtime overrides.
 //!
 //! - [`Property<T>`] reads are lock-free and allocation-free: the value is decoded once per
-//!   snapshot and loaded from an `ArcSwap`.
+//!   snapshot and loaded from an `ArcSwap` (integers, floats, bools, chars and durations from
+//!   one `AtomicU64`).
 //! - Changes arrive through [`Property::watch`], [`Property::subscribe`] callbacks,
 //!   [`Config::events`] and [`Config::changes`].
 //! - Derived properties: [`Property::map`] and fallback keys ([`PropertyBuilder::or_key`]).

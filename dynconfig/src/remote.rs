@@ -275,7 +275,10 @@ impl Shared {
                 .apply_source(SourceKind::Remote, &self.url, fetched.tree.clone())?;
         *last = fetched.version.clone();
         drop(last);
-        if let Some(path) = &self.opts.cache_file {
+        // Rewrite the cache only when something changed (or on the first fetch), not on every
+        // poll of a server without versions.
+        let changed = force || matches!(outcome, UpdateOutcome::Applied { .. });
+        if let Some(path) = self.opts.cache_file.as_ref().filter(|_| changed) {
             persist(path, &self.url, &fetched).map_err(|e| {
                 tracing::warn!(error = %e, "cannot persist the last known good configuration");
                 e
@@ -405,7 +408,9 @@ impl RemoteHandle {
     /// Serves a webhook on `listener`: a `POST` to `/monitor` (the path of Spring's
     /// config-monitor) or `/refresh` fetches now and answers `200` with the outcome as JSON
     /// (`{"outcome":"applied","version":N}`, `"unchanged"`, or `502` with the error). Point the
-    /// git server's push hook at it.
+    /// git server's push hook at it. The body is ignored and there is no authentication: a call
+    /// can only make the source fetch from its configured server, so bind it where only the
+    /// hook can reach it.
     pub fn serve_webhook(&mut self, listener: tokio::net::TcpListener) {
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
