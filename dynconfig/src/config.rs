@@ -310,7 +310,15 @@ fn read_file(spec: &FileSpec) -> Result<Layer, ConfigError> {
     let name = spec.path.display().to_string();
     let text = match std::fs::read_to_string(&spec.path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !spec.required => String::new(),
+        // A missing optional file is an empty layer, whatever its format.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !spec.required => {
+            return Ok(Layer {
+                kind: SourceKind::File,
+                name,
+                tree: Value::Object(Map::new()),
+                text: None,
+            });
+        }
         Err(e) => return Err(ConfigError::io(&name, &e)),
     };
     let tree = spec
