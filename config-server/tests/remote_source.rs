@@ -169,6 +169,24 @@ async fn a_restart_during_an_outage_starts_from_the_last_known_good() {
         9090
     );
 
+    // Back up, but serving a value the application's properties reject: the cache wins again.
+    repo.write("orders-prod.yml", "server:\n  port: not-a-port\n");
+    repo.commit("bad port");
+    let (server, clone) = git_server(&repo);
+    let s2 = start(server, clone).await;
+    let opts2 = RemoteOptions::new(format!("http://{}", s2.addr), "orders")
+        .profiles(["prod"])
+        .cache_file(&cache);
+    let config = Config::builder().build().unwrap();
+    let port = config.property::<u16>("server.port", 0).unwrap();
+    let (_remote, startup) = config.attach_remote(opts2).await.unwrap();
+    let Startup::FromCache { error, .. } = startup else {
+        panic!("expected the cache")
+    };
+    assert_eq!(error.key(), Some("server.port"), "{error}");
+    assert_eq!(port.get(), 9090);
+    drop(s2);
+
     // Without a cache, an unreachable server is an error.
     let fresh = Config::builder().build().unwrap();
     let err = fresh

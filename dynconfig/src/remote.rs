@@ -207,8 +207,8 @@ pub enum Startup {
         /// The version the server reported.
         version: Option<String>,
     },
-    /// The server could not be reached; the last known good configuration from the cache file
-    /// is in place, and polling goes on.
+    /// The server could not be reached, or what it served was rejected by the validation; the
+    /// last known good configuration from the cache file is in place, and polling goes on.
     FromCache {
         /// The fetch error.
         error: ConfigError,
@@ -326,13 +326,13 @@ fn load_cache(path: &std::path::Path) -> Result<Fetched, ConfigError> {
 impl Config {
     /// Adds a remote layer fed by a Spring Cloud Config compatible server and starts polling it.
     ///
-    /// The first fetch happens now. When it fails and a cache file holds a last known good
-    /// configuration, that is used instead ([`Startup::FromCache`]) and polling goes on.
+    /// The first fetch happens now. When it fails, or what it got is rejected, and a cache file
+    /// holds a last known good configuration, that is used instead ([`Startup::FromCache`]) and
+    /// polling goes on.
     /// Must be called inside a tokio runtime.
     ///
     /// # Errors
-    /// The server cannot be reached and there is no usable cache, or the fetched configuration
-    /// is rejected by the validation.
+    /// The first fetch failed or was rejected, and there is no usable cache.
     pub async fn attach_remote(
         &self,
         opts: RemoteOptions,
@@ -350,19 +350,21 @@ impl Config {
             Ok(_) => Startup::Fetched {
                 version: shared.last_version.lock().await.clone(),
             },
-            Err(error) if !error.is_invalid() && !error.is_placeholder() => {
+            // Unreachable, or answering with a configuration the validation rejects: start from
+            // the last known good one when there is one.
+            Err(error) => {
                 let Some(path) = &shared.opts.cache_file else {
                     return Err(error);
                 };
                 let cached = load_cache(path).map_err(|_| error.clone())?;
-                self.apply_source(SourceKind::Remote, &shared.url, cached.tree)?;
-                tracing::warn!(error = %error, cache = %path.display(), "config server unreachable, starting from the last known good configuration");
+                self.apply_source(SourceKind::Remote, &shared.url, cached.tree)
+                    .map_err(|_| error.clone())?;
+                tracing::warn!(error = %error, cache = %path.display(), "starting from the last known good remote configuration");
                 Startup::FromCache {
                     error,
                     version: cached.version,
                 }
             }
-            Err(e) => return Err(e),
         };
         let s = shared.clone();
         let poller = tokio::spawn(async move {
