@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! palisade-config-server [--bind 127.0.0.1:8888] (--git URI [--basedir DIR] [--default-label main]
-//!     [--refresh-rate SECS] | --native DIR) [--search-paths a,b] [--user NAME]
+//!     [--refresh-rate SECS] | --native DIR) [--search-paths a,b] [--prefix /config] [--user NAME]
 //! ```
 //! The basic-auth password comes from `PALISADE_CONFIG_PASSWORD`; the encryption key (64 hex
 //! digits) from `PALISADE_ENCRYPT_KEY` or the file named by `PALISADE_ENCRYPT_KEY_FILE`.
@@ -15,7 +15,7 @@ fn usage(msg: &str) -> ! {
     eprintln!("palisade-config-server: {msg}");
     eprintln!(
         "usage: palisade-config-server [--bind ADDR] (--git URI [--basedir DIR] [--default-label L] \
-         [--refresh-rate SECS] | --native DIR) [--search-paths a,b] [--user NAME]"
+         [--refresh-rate SECS] | --native DIR) [--search-paths a,b] [--prefix P] [--user NAME]"
     );
     std::process::exit(2)
 }
@@ -26,6 +26,7 @@ async fn main() {
     let mut bind = "127.0.0.1:8888".to_owned();
     let (mut git, mut native, mut basedir, mut label, mut refresh, mut search, mut user) =
         (None, None, None, None, 0u64, None, None);
+    let mut prefix = None;
     while let Some(a) = args.next() {
         let mut val = || {
             args.next()
@@ -44,6 +45,7 @@ async fn main() {
             }
             "--search-paths" => search = Some(val()),
             "--user" => user = Some(val()),
+            "--prefix" => prefix = Some(val()),
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -66,6 +68,9 @@ async fn main() {
     };
     if let Some(s) = search {
         server = server.search_paths(s.split(',').map(str::trim).map(str::to_owned));
+    }
+    if let Some(p) = prefix {
+        server = server.prefix(&p);
     }
     if let Some(u) = user {
         let pass = std::env::var("PALISADE_CONFIG_PASSWORD")

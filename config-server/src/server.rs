@@ -28,6 +28,7 @@ pub struct ConfigServer {
     search_paths: Vec<String>,
     auth: Option<(String, String)>,
     cipher: Option<Cipher>,
+    prefix: String,
 }
 
 impl std::fmt::Debug for ConfigServer {
@@ -54,6 +55,7 @@ impl ConfigServer {
             search_paths: vec![String::new()],
             auth: None,
             cipher: None,
+            prefix: String::new(),
         }
     }
 
@@ -89,6 +91,17 @@ impl ConfigServer {
     /// Decrypts `{cipher}` values with this key and enables `/encrypt` and `/decrypt`.
     pub fn cipher(mut self, cipher: Cipher) -> Self {
         self.cipher = Some(cipher);
+        self
+    }
+
+    /// Serves the configuration endpoints (environment, flat forms, resources, `/encrypt`,
+    /// `/decrypt`) under a path prefix such as `/config` (Spring's
+    /// `spring.cloud.config.server.prefix`); `/health` and `/metrics` stay at the root.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = format!("/{}", prefix.trim_matches('/'));
+        if self.prefix == "/" {
+            self.prefix.clear();
+        }
         self
     }
 
@@ -213,6 +226,16 @@ async fn route(
     if method == Method::GET && path == "/metrics" {
         return ("metrics", metrics(shared));
     }
+    let full_path = path;
+    let path = match path.strip_prefix(s.prefix.as_str()) {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => {
+            return (
+                "other",
+                error(StatusCode::NOT_FOUND, "no such endpoint", full_path),
+            );
+        }
+    };
     if method == Method::POST && (path == "/encrypt" || path == "/decrypt") {
         let endpoint = if path == "/encrypt" {
             "encrypt"

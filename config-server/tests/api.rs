@@ -393,3 +393,23 @@ async fn health_is_down_when_the_repository_is_unreachable() {
     assert_eq!((r.status, r.body.as_str()), (503, r#"{"status":"DOWN"}"#));
     assert_eq!(get(s.addr, "/orders/prod").await.status, 500);
 }
+
+#[tokio::test]
+async fn a_prefix_moves_the_configuration_endpoints_but_not_health() {
+    let repo = repo();
+    let (server, clone) = git_server(&repo);
+    let s = start(server.prefix("/config/"), clone).await;
+    let r = get(s.addr, "/config/orders/prod").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["propertySources"][0]["source"]["server.port"],
+        9090
+    );
+    assert_eq!(
+        get(s.addr, "/config/orders-prod.json").await.json()["server"]["port"],
+        9090
+    );
+    assert_eq!(get(s.addr, "/orders/prod").await.status, 404);
+    assert_eq!(get(s.addr, "/configorders/prod").await.status, 404);
+    assert_eq!(get(s.addr, "/health").await.status, 200);
+}

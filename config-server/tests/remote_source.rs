@@ -23,14 +23,14 @@ struct Server {
 async fn the_remote_layer_follows_new_commits_by_polling() {
     let repo = repo();
     let (server, clone) = git_server(&repo);
-    let s = start(server, clone).await;
+    let s = start(server.prefix("config"), clone).await;
     let config = Config::builder()
         .default_value("server.port", 1)
         .default_value("local", "kept")
         .env_vars("APP", [("APP_REGION", "from-env")])
         .build()
         .unwrap();
-    let opts = RemoteOptions::new(format!("http://{}", s.addr), "orders")
+    let opts = RemoteOptions::new(format!("http://{}/config", s.addr), "orders")
         .profiles(["prod", "eu"])
         .label("main")
         .poll_interval(Duration::from_millis(50));
