@@ -135,6 +135,19 @@ async fn the_webhook_refreshes_and_bad_values_are_rejected_with_their_key() {
         404,
         "only POST triggers"
     );
+
+    // `trigger()` wakes the poller without waiting for it (the poll interval is an hour here).
+    let port = config.property::<u16>("server.port", 0).unwrap();
+    let mut rx = port.watch();
+    repo.write("orders-prod.yml", "server:\n  port: 9393\n");
+    repo.commit("via trigger");
+    remote.trigger();
+    tokio::time::timeout(WAIT, rx.changed())
+        .await
+        .expect("the trigger fetches")
+        .unwrap();
+    assert_eq!(port.get(), 9393);
+    assert_eq!(seen.load(Ordering::SeqCst), 9393);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
