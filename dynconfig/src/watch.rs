@@ -58,19 +58,11 @@ impl Config {
         let weak = Arc::downgrade(&self.inner);
         let task = tokio::spawn(async move {
             loop {
-                let Some(paths) = rx.recv().await else { return };
+                let Some(paths) = next_batch(&mut rx, debounce).await else {
+                    return;
+                };
                 let mut changed = BTreeSet::new();
                 mark(&files, &paths, &mut changed);
-                // Trailing debounce: wait until no event came for `debounce`.
-                loop {
-                    tokio::select! {
-                        more = rx.recv() => match more {
-                            Some(p) => mark(&files, &p, &mut changed),
-                            None => return,
-                        },
-                        () = tokio::time::sleep(debounce) => break,
-                    }
-                }
                 let Some(inner) = weak.upgrade() else { return };
                 let config = Config { inner };
                 for i in changed {
@@ -86,6 +78,21 @@ impl Config {
     }
 }
 
+/// Waits for an event, then collects events until none came for `debounce` (a trailing
+/// debounce); `None` once the channel is closed.
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    debounce: Duration,
+) -> Option<Vec<PathBuf>> {
+    let mut batch = rx.recv().await?;
+    loop {
+        tokio::select! {
+            more = rx.recv() => batch.extend(more?),
+            () = tokio::time::sleep(debounce) => return Some(batch),
+        }
+    }
+}
+
 fn mark(files: &[PathBuf], paths: &[PathBuf], changed: &mut BTreeSet<usize>) {
     for p in paths {
         for (i, f) in files.iter().enumerate() {
@@ -93,5 +100,41 @@ fn mark(files: &[PathBuf], paths: &[PathBuf], changed: &mut BTreeSet<usize>) {
                 changed.insert(i);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn events_are_coalesced_until_the_debounce_passes_quietly() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        tx.send(vec![PathBuf::from("a")]).unwrap();
+        let batch = tokio::spawn(async move {
+            let b = next_batch(&mut rx, Duration::from_millis(50)).await;
+            (b, Instant::now(), rx)
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        tx.send(vec![PathBuf::from("b")]).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        tx.send(vec![PathBuf::from("c")]).unwrap();
+        let (b, at, mut rx) = batch.await.unwrap();
+        assert_eq!(
+            b.unwrap(),
+            [PathBuf::from("a"), PathBuf::from("b"), PathBuf::from("c")]
+        );
+        assert_eq!(
+            at - start,
+            Duration::from_millis(110),
+            "50 ms after the last event"
+        );
+
+        // The next event starts a new batch; a closed channel ends the loop.
+        tx.send(vec![PathBuf::from("d")]).unwrap();
+        drop(tx);
+        assert_eq!(next_batch(&mut rx, Duration::from_millis(50)).await, None);
     }
 }
