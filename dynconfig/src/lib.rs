@@ -39,14 +39,16 @@
 //!
 //! let config = Config::builder()
 //!     .default_value("server.host", "127.0.0.1")
+//!     .default_value("server.url", "http://${server.host}:${server.port}")
 //!     .file(&file)
 //!     .env_vars("APP", [("APP_SERVER__PORT", "9090")]) // env beats files
 //!     .build()?;
 //!
 //! let port = config.property::<u16>("server.port", 80)?;
 //! assert_eq!(port.get(), 9090);
-//! let url = config.property("server.url", "http://${server.host}:${server.port}".to_owned())?;
-//! assert_eq!(url.get(), "http://${server.host}:${server.port}"); // defaults are values, not templates
+//! // Placeholders resolve across layers: the host from the defaults, the port from the env.
+//! let url = config.property("server.url", String::new())?;
+//! assert_eq!(url.get(), "http://127.0.0.1:9090");
 //!
 //! // Bind a section to a struct; the callback is where a middleware's `reconfigure` goes.
 //! let seen = Arc::new(AtomicU32::new(0));
