@@ -32,8 +32,8 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo test (unit, integration and doc tests)"
 cargo test --workspace --all-features
 
-step "benches compile and run once (criterion test mode)"
-cargo test -p palisade-benches --benches
+step "every bench runs once (criterion test mode; asserts zero allocations)"
+cargo test --workspace --all-features --benches
 
 step "loom model of the breaker's admission state machine"
 RUSTFLAGS="--cfg palisade_loom" CARGO_TARGET_DIR=target/loom \
