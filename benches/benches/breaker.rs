@@ -12,16 +12,16 @@
 //! * `contended`: the closed-state call on two threads at once, sharing one breaker; ns per call
 //!   per thread.
 
-use std::future::{Future, Ready, ready};
-use std::pin::pin;
+use std::future::{Ready, ready};
 use std::sync::Barrier;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion};
 use failsafe::CircuitBreaker as _;
+use palisade_benches::{Fail, drive, op, poll_once};
 use palisade_breaker::circuit::{CircuitBreakerLayer, Config, OpenDuration, TripPolicy};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service};
@@ -35,45 +35,6 @@ type Backend = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Fail>>>;
 fn backend() -> Backend {
     let f: fn(u64) -> Ready<Result<u64, Fail>> = |x| ready(op(x));
     tower::service_fn(f)
-}
-
-#[derive(Debug)]
-struct Fail;
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fail")
-    }
-}
-impl std::error::Error for Fail {}
-
-fn op(x: u64) -> Result<u64, Fail> {
-    if x == u64::MAX {
-        Err(Fail)
-    } else {
-        Ok(black_box(x))
-    }
-}
-
-/// poll_ready + call + poll, with a no-op waker. Uncontended, every service here completes on the
-/// first poll; under contention a peer's async mutex can return `Pending`, and we spin on it as
-/// an executor would re-poll.
-#[inline]
-fn drive<S: Service<u64>>(svc: &mut S, x: u64, cx: &mut Context<'_>) -> bool {
-    loop {
-        match svc.poll_ready(cx) {
-            Poll::Ready(Ok(())) => break,
-            Poll::Ready(Err(_)) => return false,
-            Poll::Pending => std::hint::spin_loop(),
-        }
-    }
-    let mut fut = pin!(svc.call(x));
-    loop {
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(r) => return r.is_ok(),
-            Poll::Pending => std::hint::spin_loop(),
-        }
-    }
 }
 
 fn palisade(open: bool) -> impl Service<u64> + Clone + Send {
@@ -152,16 +113,6 @@ fn failsafe(open: bool) -> Failsafe {
     f
 }
 
-/// Polls a future that completes at once.
-#[inline]
-fn poll_once<F: Future>(fut: F) -> F::Output {
-    let waker = futures::task::noop_waker();
-    match pin!(fut).poll(&mut Context::from_waker(&waker)) {
-        Poll::Ready(r) => r,
-        Poll::Pending => panic!("future pending"),
-    }
-}
-
 fn bare() -> impl Service<u64> + Clone + Send {
     backend()
 }
@@ -216,7 +167,13 @@ fn callers(open: bool) -> Vec<(&'static str, MakeCaller)> {
         "recloser (async)",
         Box::new(move || {
             let rc = rc_async.clone();
-            Box::new(move |x| poll_once(rc.call(ready(op(x)))).is_ok())
+            Box::new(move |x| {
+                poll_once(
+                    rc.call(ready(op(x))),
+                    &mut Context::from_waker(&futures::task::noop_waker()),
+                )
+                .is_ok()
+            })
         }),
     ));
     v.push((
@@ -224,7 +181,11 @@ fn callers(open: bool) -> Vec<(&'static str, MakeCaller)> {
         Box::new(move || {
             let fs = fs_async.clone();
             Box::new(move |x| {
-                poll_once(failsafe::futures::CircuitBreaker::call(&*fs, ready(op(x)))).is_ok()
+                poll_once(
+                    failsafe::futures::CircuitBreaker::call(&*fs, ready(op(x))),
+                    &mut Context::from_waker(&futures::task::noop_waker()),
+                )
+                .is_ok()
             })
         }),
     ));

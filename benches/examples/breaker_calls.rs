@@ -4,45 +4,13 @@
 //!
 //! Usage: `breaker_calls <bare|palisade|tower-resilience|recloser|recloser-async|failsafe|failsafe-async> N`
 
-use std::future::{Future, Ready, ready};
-use std::pin::pin;
-use std::task::{Context, Poll};
+use std::future::{Ready, ready};
+use std::task::Context;
+
+use palisade_benches::{Fail, drive, op, poll_once};
 
 use palisade_breaker::circuit::{CircuitBreakerLayer, Config};
-use tower::{Layer, Service};
-
-#[derive(Debug)]
-struct Fail;
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fail")
-    }
-}
-
-impl std::error::Error for Fail {}
-
-fn op(x: u64) -> Result<u64, Fail> {
-    if x == u64::MAX {
-        Err(Fail)
-    } else {
-        Ok(std::hint::black_box(x))
-    }
-}
-
-fn poll_once<F: Future>(fut: F, cx: &mut Context<'_>) -> F::Output {
-    match pin!(fut).poll(cx) {
-        Poll::Ready(r) => r,
-        Poll::Pending => panic!("future pending"),
-    }
-}
-
-fn drive<S: Service<u64>>(svc: &mut S, x: u64, cx: &mut Context<'_>) -> bool {
-    match svc.poll_ready(cx) {
-        Poll::Ready(Ok(())) => poll_once(svc.call(x), cx).is_ok(),
-        _ => panic!("not ready"),
-    }
-}
+use tower::Layer;
 
 fn main() {
     let mut args = std::env::args().skip(1);

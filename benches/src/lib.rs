@@ -1,1 +1,62 @@
-//! Benches live in `benches/`; see `README.md`.
+//! Shared pieces of the Palisade benches (`benches/`, `examples/`); see `README.md`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+
+use tower::Service;
+
+/// The error of the benches' protected operation.
+#[derive(Debug)]
+pub struct Fail;
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fail")
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// The protected operation of every breaker bench: returns its argument, fails for `u64::MAX`.
+#[inline]
+pub fn op(x: u64) -> Result<u64, Fail> {
+    if x == u64::MAX {
+        Err(Fail)
+    } else {
+        Ok(std::hint::black_box(x))
+    }
+}
+
+/// Polls a future that completes at once.
+///
+/// # Panics
+/// If the future is pending.
+#[inline]
+pub fn poll_once<F: Future>(fut: F, cx: &mut Context<'_>) -> F::Output {
+    match pin!(fut).poll(cx) {
+        Poll::Ready(r) => r,
+        Poll::Pending => panic!("future pending"),
+    }
+}
+
+/// poll_ready + call + poll with the given context. Under contention a peer's async mutex can
+/// return `Pending`; this spins on it as an executor would re-poll. Returns whether the call
+/// succeeded.
+#[inline]
+pub fn drive<S: Service<u64>>(svc: &mut S, x: u64, cx: &mut Context<'_>) -> bool {
+    loop {
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(_)) => return false,
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+    let mut fut = pin!(svc.call(x));
+    loop {
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(r) => return r.is_ok(),
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+}
