@@ -1,0 +1,36 @@
+//! The Eureka wire model and a Eureka registry client.
+//!
+//! * [`model`]: instances, applications, statuses, leases, `apps__hashcode` and delta merging.
+//! * [`json`] and [`xml`]: Eureka's two wire formats with the exact field names (`$`/`@enabled`
+//!   ports, `@class`), accepting the single-object-instead-of-array quirk of old servers.
+//!
+//! ```
+//! use palisade_registry_client::model::{InstanceInfo, InstanceStatus, PortInfo};
+//! use palisade_registry_client::{json, xml};
+//!
+//! let inst = InstanceInfo {
+//!     instance_id: "h1:orders:8080".into(),
+//!     host_name: "h1".into(),
+//!     app: "ORDERS".into(),
+//!     ip_addr: "10.0.0.5".into(),
+//!     status: InstanceStatus::Up,
+//!     port: Some(PortInfo::enabled(8080)),
+//!     ..Default::default()
+//! };
+//! let body = json::encode_instance(&inst);
+//! assert!(String::from_utf8_lossy(&body).contains(r#""port":{"$":8080,"@enabled":"true"}"#));
+//! assert_eq!(json::decode_instance(&body)?, inst);
+//! assert_eq!(xml::decode_instance(&xml::encode_instance(&inst))?, inst);
+//! # Ok::<(), palisade_registry_client::WireError>(())
+//! ```
+
+pub mod error;
+pub mod json;
+pub mod model;
+pub mod xml;
+
+pub use error::WireError;
+pub use model::{
+    ActionType, Application, Applications, DataCenterInfo, InstanceInfo, InstanceStatus, LeaseInfo,
+    PortInfo,
+};
