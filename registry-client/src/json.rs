@@ -341,6 +341,18 @@ fn one_or_many<'a>(m: &'a Map<String, Value>, key: &str) -> Vec<&'a Value> {
     }
 }
 
+/// Decodes an instance object already parsed as JSON (the `instanceInfo` of a replication item).
+pub fn instance_from_json_value(v: &Value) -> Result<InstanceInfo, WireError> {
+    instance_from_value(v, "instance")
+}
+
+/// Encodes a bare instance object (no `{"instance": …}` wrapper).
+pub fn encode_instance_object(inst: &InstanceInfo) -> Vec<u8> {
+    let mut out = String::with_capacity(1024);
+    write_instance(&mut out, inst);
+    out.into_bytes()
+}
+
 pub(crate) fn instance_from_value(v: &Value, path: &str) -> Result<InstanceInfo, WireError> {
     let m = obj(v, path)?;
     let dci = match present(m, "dataCenterInfo") {

@@ -288,7 +288,11 @@ impl InstanceInfo {
         if self.app.trim().is_empty() {
             return Err("Missing appName");
         }
-        if self.data_center_info.name.trim().is_empty() {
+        let dci = &self.data_center_info;
+        if dci.name.trim().is_empty() && dci.class.trim().is_empty() && dci.metadata.is_empty() {
+            return Err("Missing dataCenterInfo");
+        }
+        if dci.name.trim().is_empty() {
             return Err("Missing dataCenterInfo Name");
         }
         Ok(())

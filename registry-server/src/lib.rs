@@ -1,1 +1,134 @@
-//! tmp
+//! A Eureka-compatible service registry server.
+//!
+//! It speaks the Eureka REST protocol on both `/eureka/v2` (Netflix) and `/eureka` (Spring) base
+//! paths, so Java (`spring-cloud-starter-netflix-eureka-client`), Python (`py_eureka_client`) and
+//! JavaScript (`eureka-js-client`) clients register with it unchanged:
+//!
+//! * every resource of the protocol: register (204), renew (200, 404 to force re-registration,
+//!   409 to replicas holding an older copy), cancel, status overrides, metadata, full and delta
+//!   fetches, applications, instances, VIPs, the replication batch;
+//! * XML unless `Accept` asks for JSON; gzip when `Accept-Encoding` allows it; percent-decoded ids;
+//! * leases and eviction ([`LeaseExpiry`] documents the Java "2 × duration" choice),
+//!   self-preservation with the 85 % renewal threshold, status overrides with Eureka's precedence
+//!   rules, the delta queue with its 180 s window, the response cache;
+//! * 400 with a reason for malformed or oversized bodies; previous state is kept;
+//! * a dashboard at `/` and Prometheus text at `/metrics`.
+//!
+//! Not yet: replicating writes to peer servers (the batch endpoint that receives them is
+//! served), AWS-specific features, `X-Eureka-Accept: compact`, remote regions.
+//!
+//! ```no_run
+//! use palisade_registry_server::{RegistryServer, ServerConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = RegistryServer::new(ServerConfig::default()).expect("valid config");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8761").await?;
+//! server.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+//!
+//! In tests, drive it without a socket through [`RegistryServer::router`]:
+//!
+//! ```
+//! use palisade_registry_server::{RegistryServer, ServerConfig};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let server = RegistryServer::new(ServerConfig::default()).unwrap();
+//! let res = server
+//!     .router()
+//!     .oneshot(http::Request::get("/eureka/apps/").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.headers()["content-type"], "application/xml");
+//! # }
+//! ```
+
+pub mod config;
+mod dashboard;
+pub mod http;
+pub mod registry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use palisade_registry_client::model::Applications;
+
+pub use config::{ConfigError, LeaseExpiry, ServerConfig};
+pub use registry::SelfPreservation;
+
+/// A registry server: the shared state and its HTTP resources. Clones share the state.
+#[derive(Clone)]
+pub struct RegistryServer {
+    shared: Arc<http::Shared>,
+}
+
+impl std::fmt::Debug for RegistryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryServer").finish_non_exhaustive()
+    }
+}
+
+impl RegistryServer {
+    /// A server with an empty registry. Fails on an invalid configuration.
+    pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Ok(RegistryServer {
+            shared: Arc::new(http::Shared::new(config, wall_ms)),
+        })
+    }
+
+    /// The HTTP resources as an axum `Router` (serve it, nest it, or call it with `oneshot`).
+    pub fn router(&self) -> axum::Router {
+        http::router(self.shared.clone())
+    }
+
+    /// The full registry now (bypassing the response cache).
+    pub fn applications(&self) -> Applications {
+        self.shared.registry().applications()
+    }
+
+    /// The self-preservation figures now.
+    pub fn self_preservation(&self) -> SelfPreservation {
+        self.shared.registry().self_preservation()
+    }
+
+    /// Runs the periodic duties once: threshold update when due, then eviction. [`serve`]
+    /// calls it every `eviction_interval`.
+    ///
+    /// [`serve`]: RegistryServer::serve
+    pub fn run_maintenance(&self) -> usize {
+        self.shared.registry().tick().len()
+    }
+
+    /// Serves on `listener` until `shutdown` completes, running eviction in the background.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let maintenance = {
+            let this = self.clone();
+            let every = self.shared.config.eviction_interval;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    this.run_maintenance();
+                }
+            })
+        };
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        maintenance.abort();
+        result
+    }
+}
