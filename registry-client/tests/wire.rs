@@ -243,7 +243,7 @@ fn decodes_eureka_js_client_registration_without_lease_or_secure_port() {
     );
     assert_eq!(i.lease_info, None);
     assert_eq!(i.secure_port, None);
-    assert_eq!(i.has_vip("JS-DEMO"), true);
+    assert!(i.has_vip("JS-DEMO"));
     assert!(i.validate_for_registration().is_ok());
 }
 

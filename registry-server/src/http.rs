@@ -192,13 +192,26 @@ fn instance_response(inst: &InstanceInfo, n: Negotiated) -> Response {
     )
 }
 
+/// A 400 with its reason as a plain-text body.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
+fn bad(reason: impl Into<String>) -> BadRequest {
+    BadRequest(reason.into())
+}
+
 fn bad_request(reason: impl Into<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
-        reason.into(),
-    )
-        .into_response()
+    bad(reason).into_response()
 }
 
 fn status_only(code: StatusCode) -> Response {
@@ -206,10 +219,10 @@ fn status_only(code: StatusCode) -> Response {
 }
 
 /// Reads a request body within the size limit, undoing `Content-Encoding: gzip`.
-async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, BadRequest> {
     let limit = shared.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        bad_request(format!(
+        bad(format!(
             "request body unreadable or larger than {limit} bytes"
         ))
     })?;
@@ -224,16 +237,16 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
     GzDecoder::new(&bytes[..])
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| bad_request(format!("invalid gzip body: {e}")))?;
+        .map_err(|e| bad(format!("invalid gzip body: {e}")))?;
     if out.len() > limit {
-        return Err(bad_request(format!(
+        return Err(bad(format!(
             "request body larger than {limit} bytes after decompression"
         )));
     }
     Ok(Bytes::from(out))
 }
 
-fn decode_instance_body(headers: &HeaderMap, body: &[u8]) -> Result<InstanceInfo, Response> {
+fn decode_instance_body(headers: &HeaderMap, body: &[u8]) -> Result<InstanceInfo, BadRequest> {
     let ct = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -251,7 +264,7 @@ fn decode_instance_body(headers: &HeaderMap, body: &[u8]) -> Result<InstanceInfo
     } else {
         json::decode_instance(body)
     };
-    res.map_err(|e| bad_request(e.reason().to_owned()))
+    res.map_err(|e| bad(e.reason().to_owned()))
 }
 
 type Params = Query<Vec<(String, String)>>;
@@ -264,25 +277,25 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn timestamp_param(params: &[(String, String)]) -> Result<Option<i64>, Response> {
+fn timestamp_param(params: &[(String, String)]) -> Result<Option<i64>, BadRequest> {
     match param(params, "lastDirtyTimestamp") {
         None => Ok(None),
         Some(v) => v
             .trim()
             .parse()
             .map(Some)
-            .map_err(|_| bad_request(format!("lastDirtyTimestamp must be a number, got {v:?}"))),
+            .map_err(|_| bad(format!("lastDirtyTimestamp must be a number, got {v:?}"))),
     }
 }
 
 fn status_param(
     params: &[(String, String)],
     name: &str,
-) -> Result<Option<InstanceStatus>, Response> {
+) -> Result<Option<InstanceStatus>, BadRequest> {
     match param(params, name) {
         None => Ok(None),
         Some(v) => InstanceStatus::parse(v).map(Some).ok_or_else(|| {
-            bad_request(format!(
+            bad(format!(
                 "{name} must be one of UP, DOWN, STARTING, OUT_OF_SERVICE, UNKNOWN; got {v:?}"
             ))
         }),
@@ -300,11 +313,11 @@ async fn register(
 ) -> Response {
     let bytes = match read_body(&shared, &headers, body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut info = match decode_instance_body(&headers, &bytes) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     info.app = info.app.to_ascii_uppercase();
     if let Err(reason) = info.validate_for_registration() {
@@ -329,11 +342,11 @@ async fn renew(
 ) -> Response {
     let last_dirty = match timestamp_param(&params) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let overridden = match status_param(&params, "overriddenstatus") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let replication = is_replication(&headers);
     let outcome = shared
@@ -369,11 +382,11 @@ async fn put_status(
     let value = match status_param(&params, "value") {
         Ok(Some(v)) => v,
         Ok(None) => return bad_request("missing query parameter value"),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let last_dirty = match timestamp_param(&params) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if shared
         .registry()
@@ -392,11 +405,11 @@ async fn delete_status(
 ) -> Response {
     let value = match status_param(&params, "value") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let last_dirty = match timestamp_param(&params) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if shared
         .registry()
@@ -653,7 +666,7 @@ async fn replication_batch(
 ) -> Response {
     let bytes = match read_body(&shared, &headers, body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let doc: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
