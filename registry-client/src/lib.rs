@@ -24,11 +24,18 @@
 //! # Ok::<(), palisade_registry_client::WireError>(())
 //! ```
 
+pub mod client;
+pub mod discover;
 pub mod error;
 pub mod json;
 pub mod model;
 pub mod xml;
 
+pub use client::{
+    ClientConfig, ClientError, Heartbeat, Refresh, Registration, RegistryClient, Renewal,
+    ServiceUrl,
+};
+pub use discover::{Endpoint, EndpointDiscover};
 pub use error::WireError;
 pub use model::{
     ActionType, Application, Applications, DataCenterInfo, InstanceInfo, InstanceStatus, LeaseInfo,
