@@ -298,3 +298,28 @@ fn encodes_what_py_eureka_client_reads_from_xml() {
         r#"{"applications":{"versions__delta":"","apps__hashcode":"","application":[]}}"#
     );
 }
+
+/// Captured from a stock Spring Cloud 2025.1 Eureka server (`GET /eureka/apps/`, XML and JSON)
+/// after registering one instance with curl.
+#[test]
+fn decodes_captured_java_server_payloads_identically_in_both_formats() {
+    let from_xml =
+        xml::decode_applications(include_bytes!("fixtures/java-server-apps.xml")).unwrap();
+    let from_json =
+        json::decode_applications(include_bytes!("fixtures/java-server-apps.json")).unwrap();
+    assert_eq!(from_xml, from_json);
+    assert_eq!(from_xml.apps_hashcode, "UP_1_");
+    assert_eq!(from_xml.compute_hashcode(), from_xml.apps_hashcode);
+    let i = &from_xml.application("PROBE").unwrap().instances[0];
+    assert_eq!(i.id(), "probe-1");
+    assert_eq!(i.secure_port, Some(PortInfo::disabled(7002)));
+    assert_eq!(i.metadata["lang"], "probe");
+    assert_eq!(i.action_type, Some(ActionType::Added));
+    let delta = xml::decode_applications(include_bytes!("fixtures/java-server-delta.xml")).unwrap();
+    assert_eq!(delta.apps_hashcode, "UP_1_");
+    // Our encoders produce what the decoders read back identically.
+    assert_eq!(
+        json::decode_applications(&json::encode_applications(&from_xml)).unwrap(),
+        from_xml
+    );
+}
