@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::replication::PeerConfig;
+
 /// How long after its last renewal a lease expires.
 ///
 /// Java's `Lease.renew()` sets `lastUpdateTimestamp = now + duration` and `isExpired()` then adds
@@ -54,6 +56,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seed of the RNG that picks which expired leases to evict first.
     pub rng_seed: u64,
+    /// The other servers of the cluster and how writes reach them.
+    pub peers: PeerConfig,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             status_override_ttl: Duration::from_secs(3600),
             max_body_bytes: 1024 * 1024,
             rng_seed: 0x5eed,
+            peers: PeerConfig::default(),
         }
     }
 }
@@ -116,6 +121,11 @@ impl ServerConfig {
             if d.is_zero() {
                 return Err(ConfigError(format!("{name} must be positive")));
             }
+        }
+        if self.peers.batch_size == 0 || self.peers.request_timeout.is_zero() {
+            return Err(ConfigError(
+                "peers.batch_size and peers.request_timeout must be positive".into(),
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError("max_body_bytes must be positive".into()));

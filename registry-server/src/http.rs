@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -23,6 +23,7 @@ use tower::ServiceBuilder;
 
 use crate::config::ServerConfig;
 use crate::registry::{Registry, RenewOutcome};
+use crate::replication::{Action, Replicator, Task};
 
 /// The header peers put on replicated writes.
 pub const REPLICATION_HEADER: &str = "x-netflix-discovery-replication";
@@ -56,6 +57,10 @@ pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     cache: Mutex<HashMap<CacheKey, CacheEntry>>,
     pub(crate) config: ServerConfig,
+    /// Set when serving with peers.
+    pub(crate) replicator: OnceLock<Replicator>,
+    /// Fetches answer 403 until then (start-up sync from peers found nothing).
+    pub(crate) warm_up_until: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -64,7 +69,38 @@ impl Shared {
             registry: Mutex::new(Registry::new(config.clone(), wall_ms)),
             cache: Mutex::new(HashMap::new()),
             config,
+            replicator: OnceLock::new(),
+            warm_up_until: Mutex::new(None),
         }
+    }
+
+    /// Sends a client write to the peers (no-op when standalone or for replicated writes).
+    fn replicate(
+        &self,
+        replicated: bool,
+        action: Action,
+        app: &str,
+        id: &str,
+        status: Option<InstanceStatus>,
+    ) {
+        if replicated {
+            return;
+        }
+        if let Some(r) = self.replicator.get() {
+            let info = self.registry().instance(app, id);
+            r.replicate(Task {
+                action,
+                app: app.to_ascii_uppercase(),
+                id: id.to_owned(),
+                info,
+                status,
+            });
+        }
+    }
+
+    fn warming_up(&self) -> bool {
+        let until = *self.warm_up_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
     }
 
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -330,7 +366,10 @@ async fn register(
             info.app
         ));
     }
-    shared.registry().register(info, is_replication(&headers));
+    let replicated = is_replication(&headers);
+    let id = info.id().to_owned();
+    shared.registry().register(info, replicated);
+    shared.replicate(replicated, Action::Register, &app, &id, None);
     status_only(StatusCode::NO_CONTENT)
 }
 
@@ -353,7 +392,10 @@ async fn renew(
         .registry()
         .renew(&app, &id, last_dirty, overridden, replication);
     match outcome {
-        RenewOutcome::Renewed => status_only(StatusCode::OK),
+        RenewOutcome::Renewed => {
+            shared.replicate(replication, Action::Heartbeat, &app, &id, None);
+            status_only(StatusCode::OK)
+        }
         RenewOutcome::NotFound => status_only(StatusCode::NOT_FOUND),
         RenewOutcome::Conflict(info) => {
             let mut res = instance_response(&info, negotiate(&headers));
@@ -366,8 +408,10 @@ async fn renew(
 async fn cancel(
     State(shared): State<AppState>,
     Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     if shared.registry().cancel(&app, &id) {
+        shared.replicate(is_replication(&headers), Action::Cancel, &app, &id, None);
         status_only(StatusCode::OK)
     } else {
         status_only(StatusCode::NOT_FOUND)
@@ -377,6 +421,7 @@ async fn cancel(
 async fn put_status(
     State(shared): State<AppState>,
     Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
     let value = match status_param(&params, "value") {
@@ -392,6 +437,13 @@ async fn put_status(
         .registry()
         .set_status_override(&app, &id, value, last_dirty)
     {
+        shared.replicate(
+            is_replication(&headers),
+            Action::StatusUpdate,
+            &app,
+            &id,
+            None,
+        );
         status_only(StatusCode::OK)
     } else {
         status_only(StatusCode::NOT_FOUND)
@@ -401,6 +453,7 @@ async fn put_status(
 async fn delete_status(
     State(shared): State<AppState>,
     Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
     let value = match status_param(&params, "value") {
@@ -415,6 +468,8 @@ async fn delete_status(
         .registry()
         .delete_status_override(&app, &id, value, last_dirty)
     {
+        let replicated = is_replication(&headers);
+        shared.replicate(replicated, Action::DeleteStatusOverride, &app, &id, value);
         status_only(StatusCode::OK)
     } else {
         status_only(StatusCode::NOT_FOUND)
@@ -424,9 +479,12 @@ async fn delete_status(
 async fn put_metadata(
     State(shared): State<AppState>,
     Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
     if shared.registry().update_metadata(&app, &id, &params) {
+        // Java re-registers after a metadata change; peers get the whole instance.
+        shared.replicate(is_replication(&headers), Action::Register, &app, &id, None);
         status_only(StatusCode::OK)
     } else {
         status_only(StatusCode::NOT_FOUND)
@@ -434,6 +492,9 @@ async fn put_metadata(
 }
 
 async fn get_apps(State(shared): State<AppState>, headers: HeaderMap) -> Response {
+    if shared.warming_up() {
+        return status_only(StatusCode::FORBIDDEN);
+    }
     let n = negotiate(&headers);
     let key = CacheKey {
         entity: Entity::Full,
@@ -447,7 +508,7 @@ async fn get_apps(State(shared): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 async fn get_delta(State(shared): State<AppState>, headers: HeaderMap) -> Response {
-    if shared.config.disable_delta {
+    if shared.config.disable_delta || shared.warming_up() {
         return status_only(StatusCode::FORBIDDEN);
     }
     let n = negotiate(&headers);

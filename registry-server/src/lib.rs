@@ -14,8 +14,10 @@
 //! * 400 with a reason for malformed or oversized bodies; previous state is kept;
 //! * a dashboard at `/` and Prometheus text at `/metrics`.
 //!
-//! Not yet: replicating writes to peer servers (the batch endpoint that receives them is
-//! served), AWS-specific features, `X-Eureka-Accept: compact`, remote regions.
+//! * peer replication ([`PeerConfig`]): client writes go to the other servers in batches, a
+//!   starting server pulls the registry from a peer, conflicts resolve by `lastDirtyTimestamp`.
+//!
+//! Not yet: AWS-specific features, `X-Eureka-Accept: compact`, remote regions.
 //!
 //! ```no_run
 //! use palisade_registry_server::{RegistryServer, ServerConfig};
@@ -49,6 +51,7 @@ pub mod config;
 mod dashboard;
 pub mod http;
 pub mod registry;
+pub mod replication;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +61,7 @@ use palisade_registry_client::model::Applications;
 
 pub use config::{ConfigError, LeaseExpiry, ServerConfig};
 pub use registry::SelfPreservation;
+pub use replication::PeerConfig;
 
 /// A registry server: the shared state and its HTTP resources. Clones share the state.
 #[derive(Clone)]
@@ -108,11 +112,34 @@ impl RegistryServer {
     }
 
     /// Serves on `listener` until `shutdown` completes, running eviction in the background.
+    /// With peers configured it also replicates client writes to them and pulls the registry
+    /// from them on start (fetches answer 403 for `wait_time_when_sync_empty` if that pull
+    /// found nothing).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let peers = self.shared.config.peers.clone();
+        let sync = if peers.peer_urls.is_empty() {
+            None
+        } else {
+            let _ = self.shared.replicator.set(replication::Replicator::start(
+                Arc::downgrade(&self.shared),
+                &peers,
+            ));
+            let shared = self.shared.clone();
+            Some(tokio::spawn(async move {
+                let count = replication::sync_from_peers(&shared, &peers).await;
+                if count == 0 {
+                    *shared
+                        .warm_up_until
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) =
+                        Some(tokio::time::Instant::now() + peers.wait_time_when_sync_empty);
+                }
+            }))
+        };
         let maintenance = {
             let this = self.clone();
             let every = self.shared.config.eviction_interval;
@@ -129,6 +156,9 @@ impl RegistryServer {
             .with_graceful_shutdown(shutdown)
             .await;
         maintenance.abort();
+        if let Some(s) = sync {
+            s.abort();
+        }
         result
     }
 }

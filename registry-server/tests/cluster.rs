@@ -1,0 +1,234 @@
+//! A three-server cluster on loopback: writes replicate through the batch endpoint, clients fail
+//! over when a server dies, and a restarted server pulls the registry from its peers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use palisade_registry_client::model::{DataCenterInfo, InstanceInfo, InstanceStatus, PortInfo};
+use palisade_registry_client::{ClientConfig, RegistryClient, ServiceUrl};
+use palisade_registry_server::{PeerConfig, RegistryServer, ServerConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Node {
+    server: RegistryServer,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}/eureka/")
+}
+
+async fn start(listener: tokio::net::TcpListener, peers: Vec<String>) -> Node {
+    let server = RegistryServer::new(ServerConfig {
+        use_read_only_response_cache: false,
+        peers: PeerConfig {
+            peer_urls: peers,
+            max_batch_delay: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(2),
+            sync_retries: 3,
+            sync_retry_wait: Duration::from_millis(100),
+            wait_time_when_sync_empty: Duration::ZERO,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.clone().serve(listener, async {
+        let _ = rx.await;
+    }));
+    Node { server, stop, task }
+}
+
+impl Node {
+    fn ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .server
+            .applications()
+            .instances()
+            .map(|i| i.id().to_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Polls (bounded, 10 s) until every node holds exactly `want`.
+async fn converge(nodes: &[&Node], want: &[&str]) {
+    for _ in 0..500 {
+        if nodes.iter().all(|n| n.ids() == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got: Vec<Vec<String>> = nodes.iter().map(|n| n.ids()).collect();
+    panic!("cluster did not converge on {want:?}: {got:?}");
+}
+
+/// One HTTP/1.0 request marked as replication (so the server does not forward it).
+async fn raw(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nx-netflix-discovery-replication: true\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf[9..12].parse().unwrap();
+    (status, buf)
+}
+
+fn inst(id: &str) -> InstanceInfo {
+    InstanceInfo {
+        instance_id: id.into(),
+        host_name: "localhost".into(),
+        app: "ORDERS".into(),
+        ip_addr: "127.0.0.1".into(),
+        status: InstanceStatus::Up,
+        port: Some(PortInfo::enabled(8080)),
+        data_center_info: DataCenterInfo::my_own(),
+        last_dirty_timestamp: 1,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_replicate_fail_over_and_resync() {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let peers_of =
+        |i: usize| -> Vec<String> { (0..3).filter(|j| *j != i).map(|j| url(addrs[j])).collect() };
+    let mut it = listeners.into_iter();
+    let a = start(it.next().unwrap(), peers_of(0)).await;
+    let b = start(it.next().unwrap(), peers_of(1)).await;
+    let c = start(it.next().unwrap(), peers_of(2)).await;
+
+    // Registered on A, visible on B and C.
+    let on_a = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(url(addrs[0]))],
+        ..Default::default()
+    })
+    .unwrap();
+    on_a.register(&inst("i1")).await.unwrap();
+    converge(&[&a, &b, &c], &["i1"]).await;
+
+    // A status override made on C reaches A and B.
+    let on_c = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(url(addrs[2]))],
+        ..Default::default()
+    })
+    .unwrap();
+    on_c.set_status_override("ORDERS", "i1", InstanceStatus::OutOfService)
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if [&a, &b].iter().all(|n| {
+            n.server
+                .applications()
+                .instances()
+                .all(|i| i.status == InstanceStatus::OutOfService)
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in [&a, &b] {
+        assert_eq!(
+            n.server.applications().instances().next().unwrap().status,
+            InstanceStatus::OutOfService
+        );
+    }
+    on_c.delete_status_override("ORDERS", "i1", Some(InstanceStatus::Up))
+        .await
+        .unwrap();
+
+    // B dies; a client that prefers B fails over to A, and the write still reaches C.
+    b.stop().await;
+    let prefers_b = RegistryClient::new(ClientConfig {
+        service_urls: vec![
+            ServiceUrl::new(url(addrs[1])),
+            ServiceUrl::new(url(addrs[0])),
+            ServiceUrl::new(url(addrs[2])),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    prefers_b.register(&inst("i2")).await.unwrap();
+    converge(&[&a, &c], &["i1", "i2"]).await;
+    prefers_b.refresh().await.unwrap();
+    assert_eq!(prefers_b.applications().instances().count(), 2);
+
+    // B comes back on its port and pulls the registry from a peer.
+    let listener = tokio::net::TcpListener::bind(addrs[1]).await.unwrap();
+    let b = start(listener, peers_of(1)).await;
+    converge(&[&a, &b, &c], &["i1", "i2"]).await;
+    assert!(
+        b.server
+            .applications()
+            .instances()
+            .all(|i| i.status == InstanceStatus::Up)
+    );
+
+    // A cancel on the restarted B replicates to the others.
+    let on_b = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(url(addrs[1]))],
+        ..Default::default()
+    })
+    .unwrap();
+    on_b.cancel("ORDERS", "i1").await.unwrap();
+    converge(&[&a, &b, &c], &["i2"]).await;
+
+    // A forgets i2 through a replicated cancel (not forwarded). The next heartbeat on C is
+    // answered 404 by A, so C re-sends the registration.
+    let (status, _) = raw(addrs[0], "DELETE", "/eureka/apps/ORDERS/i2", "").await;
+    assert_eq!(status, 200);
+    assert!(a.ids().is_empty());
+    assert_eq!(c.ids(), ["i2"], "a replicated write is not forwarded again");
+    assert_eq!(
+        on_c.renew(&inst("i2")).await.unwrap(),
+        palisade_registry_client::Renewal::Renewed
+    );
+    converge(&[&a, &b, &c], &["i2"]).await;
+
+    // A holds a newer copy of i2 (registered there as a replica would): C's next heartbeat is
+    // answered 409 with A's copy, which C adopts.
+    let mut newer = inst("i2");
+    newer.last_dirty_timestamp = 5;
+    newer.metadata.insert("version".into(), "2".into());
+    let body = String::from_utf8(palisade_registry_client::json::encode_instance(&newer)).unwrap();
+    let (status, _) = raw(addrs[0], "POST", "/eureka/apps/ORDERS", &body).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        on_c.renew(&inst("i2")).await.unwrap(),
+        palisade_registry_client::Renewal::Renewed
+    );
+    for _ in 0..500 {
+        if c.server
+            .applications()
+            .instances()
+            .any(|i| i.metadata.contains_key("version"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let adopted = c.server.applications().instances().next().unwrap().clone();
+    assert_eq!(adopted.last_dirty_timestamp, 5);
+    assert_eq!(adopted.metadata["version"], "2");
+
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
