@@ -169,6 +169,30 @@ fn err(kind: ErrorKind) -> ClientError {
     ClientError { kind }
 }
 
+/// Constructors for the other backends of this crate.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) mod client_error {
+    use super::{ClientError, ErrorKind, err};
+    use crate::error::WireError;
+
+    pub(crate) fn config(m: impl Into<String>) -> ClientError {
+        err(ErrorKind::Config(m.into()))
+    }
+
+    pub(crate) fn unavailable(m: impl Into<String>) -> ClientError {
+        err(ErrorKind::Unavailable(m.into()))
+    }
+
+    pub(crate) fn decode(m: impl Into<String>) -> ClientError {
+        err(ErrorKind::Decode(WireError::new(m.into())))
+    }
+
+    pub(crate) fn status(s: http::StatusCode, body: &[u8]) -> ClientError {
+        tracing::debug!(status = %s, body = %String::from_utf8_lossy(body), "unexpected answer");
+        err(ErrorKind::Status(s))
+    }
+}
+
 /// The answer to a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
@@ -226,7 +250,7 @@ impl fmt::Debug for RegistryClient {
     }
 }
 
-fn base64(input: &[u8]) -> String {
+pub(crate) fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
@@ -245,6 +269,33 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Decodes standard base64 (with or without padding); `None` on a bad character.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in input.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// Splits `user:pass@` out of a URL; returns the URL without it and the basic auth header.
@@ -760,6 +811,10 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"user:pa ss"), "dXNlcjpwYSBzcw==");
+        for s in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\xff\x00\x10"] {
+            assert_eq!(base64_decode(&base64(s)).unwrap(), s);
+        }
+        assert_eq!(base64_decode("!"), None);
     }
 
     #[test]

@@ -3,6 +3,18 @@
 //! * [`model`]: instances, applications, statuses, leases, `apps__hashcode` and delta merging.
 //! * [`json`] and [`xml`]: Eureka's two wire formats with the exact field names (`$`/`@enabled`
 //!   ports, `@class`), accepting the single-object-instead-of-array quirk of old servers.
+//! * [`RegistryClient`]: register, renew, cancel, status and metadata calls; full then delta
+//!   fetches reconciled by `apps__hashcode`; failover across servers, same zone first; basic auth;
+//!   gzip; a local cache that keeps serving when every server is down; [`Registration`] keeps an
+//!   instance registered and deregisters on shutdown.
+//! * [`EndpointDiscover`]: a `tower::discover::Discover` stream of the `UP` instances of an
+//!   application or VIP, fed by the local cache.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `etcd` | `etcd::EtcdRegistry`: the same registry and Discover streams on etcd v3, with leases for liveness |
+//!
+//! The wire model:
 //!
 //! ```
 //! use palisade_registry_client::model::{InstanceInfo, InstanceStatus, PortInfo};
@@ -27,6 +39,8 @@
 pub mod client;
 pub mod discover;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod json;
 pub mod model;
 pub mod xml;
