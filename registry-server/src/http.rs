@@ -142,7 +142,14 @@ impl Shared {
             (Payload::App(a), true) => json::encode_application(a),
             (Payload::App(a), false) => xml::encode_application(a),
         };
-        let body = Bytes::from(if key.gzip { gzip(&raw) } else { raw });
+        // A cached body is compressed once per cache period, so spend more CPU for a smaller
+        // body in read-only mode; when every write invalidates, compress fast.
+        let level = if self.config.use_read_only_response_cache {
+            Compression::default()
+        } else {
+            Compression::fast()
+        };
+        let body = Bytes::from(if key.gzip { gzip(&raw, level) } else { raw });
         self.cache().insert(
             key,
             CacheEntry {
@@ -160,8 +167,8 @@ enum Payload {
     App(palisade_registry_client::model::Application),
 }
 
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), Compression::fast());
+fn gzip(raw: &[u8], level: Compression) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), level);
     enc.write_all(raw).expect("writing to a Vec cannot fail");
     enc.finish().expect("writing to a Vec cannot fail")
 }
@@ -213,7 +220,11 @@ fn body_response(body: Bytes, n: Negotiated) -> Response {
 }
 
 fn encode_fresh(raw: Vec<u8>, n: Negotiated) -> Response {
-    let body = if n.gzip { gzip(&raw) } else { raw };
+    let body = if n.gzip {
+        gzip(&raw, Compression::fast())
+    } else {
+        raw
+    };
     body_response(Bytes::from(body), n)
 }
 

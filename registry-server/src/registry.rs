@@ -4,6 +4,7 @@
 //! under paused time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_registry_client::model::{
@@ -24,8 +25,10 @@ pub enum RenewOutcome {
     Conflict(Box<InstanceInfo>),
 }
 
+/// The instance is shared with the delta queue (copy on write), and a renewal only touches
+/// `last_renewal`, so heartbeats neither allocate nor copy instances.
 struct Lease {
-    info: InstanceInfo,
+    info: Arc<InstanceInfo>,
     registered_at: Instant,
     last_renewal: Instant,
     duration: Duration,
@@ -90,7 +93,7 @@ pub struct Registry {
     started_wall_ms: i64,
     apps: BTreeMap<String, BTreeMap<String, Lease>>,
     overrides: HashMap<String, (InstanceStatus, Instant)>,
-    delta_queue: VecDeque<(Instant, InstanceInfo)>,
+    delta_queue: VecDeque<(Instant, Arc<InstanceInfo>)>,
     version: u64,
     renewals: MeasuredRate,
     renewals_total: u64,
@@ -161,9 +164,9 @@ impl Registry {
         z ^ (z >> 31)
     }
 
-    fn record_change(&mut self, now: Instant, info: &InstanceInfo) {
+    fn record_change(&mut self, now: Instant, info: &Arc<InstanceInfo>) {
         self.version += 1;
-        self.delta_queue.push_back((now, info.clone()));
+        self.delta_queue.push_back((now, Arc::clone(info)));
         self.prune_delta(now);
     }
 
@@ -240,7 +243,7 @@ impl Registry {
             && l.info.last_dirty_timestamp > info.last_dirty_timestamp
         {
             // Our copy is newer: keep it (Java logs a warning and uses the existing one).
-            info = l.info.clone();
+            info = InstanceInfo::clone(&l.info);
         }
         if existing.is_none() {
             self.expected_clients += 1;
@@ -279,6 +282,7 @@ impl Registry {
         });
         info.action_type = Some(ActionType::Added);
         info.last_updated_timestamp = wall;
+        let info = Arc::new(info);
         self.record_change(now, &info);
         tracing::debug!(app = %app, id = %id, status = %info.status, "registered");
         self.apps.entry(app).or_default().insert(
@@ -322,17 +326,13 @@ impl Registry {
             if status != stored_status
                 && let Some(l) = self.apps.get_mut(&app).and_then(|m| m.get_mut(id))
             {
-                l.info.status = status;
+                Arc::make_mut(&mut l.info).status = status;
             }
         }
         self.renewals.increment(now);
         self.renewals_total += 1;
-        let wall = self.wall_ms(now);
         if let Some(l) = self.apps.get_mut(&app).and_then(|m| m.get_mut(id)) {
             l.last_renewal = now;
-            if let Some(li) = l.info.lease_info.as_mut() {
-                li.last_renewal_timestamp = wall;
-            }
         }
         match last_dirty {
             Some(theirs) if theirs > stored_dirty => {
@@ -375,10 +375,13 @@ impl Registry {
             self.apps.remove(app);
         }
         self.overrides.remove(id);
-        lease.info.action_type = Some(ActionType::Deleted);
-        lease.info.last_updated_timestamp = wall;
-        if let Some(li) = lease.info.lease_info.as_mut() {
+        let renewed = self.wall_ms(lease.last_renewal);
+        let info = Arc::make_mut(&mut lease.info);
+        info.action_type = Some(ActionType::Deleted);
+        info.last_updated_timestamp = wall;
+        if let Some(li) = info.lease_info.as_mut() {
             li.eviction_timestamp = wall;
+            li.last_renewal_timestamp = renewed;
         }
         self.record_change(now, &lease.info);
         true
@@ -401,22 +404,23 @@ impl Registry {
         else {
             return false;
         };
-        l.info.overridden_status = status;
-        l.info.status = status;
+        let info = Arc::make_mut(&mut l.info);
+        info.overridden_status = status;
+        info.status = status;
         if let Some(d) = last_dirty
-            && d > l.info.last_dirty_timestamp
+            && d > info.last_dirty_timestamp
         {
-            l.info.last_dirty_timestamp = d;
+            info.last_dirty_timestamp = d;
         }
         if status == InstanceStatus::Up
-            && let Some(li) = l.info.lease_info.as_mut()
+            && let Some(li) = info.lease_info.as_mut()
             && li.service_up_timestamp == 0
         {
             li.service_up_timestamp = wall;
         }
-        l.info.action_type = Some(ActionType::Modified);
-        l.info.last_updated_timestamp = wall;
-        let snapshot = l.info.clone();
+        info.action_type = Some(ActionType::Modified);
+        info.last_updated_timestamp = wall;
+        let snapshot = Arc::clone(&l.info);
         self.overrides.insert(id.to_owned(), (status, now));
         self.record_change(now, &snapshot);
         true
@@ -440,16 +444,17 @@ impl Registry {
         else {
             return false;
         };
-        l.info.overridden_status = InstanceStatus::Unknown;
-        l.info.status = value.unwrap_or(InstanceStatus::Unknown);
+        let info = Arc::make_mut(&mut l.info);
+        info.overridden_status = InstanceStatus::Unknown;
+        info.status = value.unwrap_or(InstanceStatus::Unknown);
         if let Some(d) = last_dirty
-            && d > l.info.last_dirty_timestamp
+            && d > info.last_dirty_timestamp
         {
-            l.info.last_dirty_timestamp = d;
+            info.last_dirty_timestamp = d;
         }
-        l.info.action_type = Some(ActionType::Modified);
-        l.info.last_updated_timestamp = wall;
-        let snapshot = l.info.clone();
+        info.action_type = Some(ActionType::Modified);
+        info.last_updated_timestamp = wall;
+        let snapshot = Arc::clone(&l.info);
         self.overrides.remove(id);
         self.record_change(now, &snapshot);
         true
@@ -466,14 +471,24 @@ impl Registry {
         else {
             return false;
         };
+        let info = Arc::make_mut(&mut l.info);
         for (k, v) in pairs {
-            l.info.metadata.insert(k.clone(), v.clone());
+            info.metadata.insert(k.clone(), v.clone());
         }
-        l.info.action_type = Some(ActionType::Modified);
-        l.info.last_updated_timestamp = wall;
-        let snapshot = l.info.clone();
+        info.action_type = Some(ActionType::Modified);
+        info.last_updated_timestamp = wall;
+        let snapshot = Arc::clone(&l.info);
         self.record_change(now, &snapshot);
         true
+    }
+
+    /// A copy of the instance with its lease's last renewal filled in.
+    fn decorate(&self, l: &Lease) -> InstanceInfo {
+        let mut info = InstanceInfo::clone(&l.info);
+        if let Some(li) = info.lease_info.as_mut() {
+            li.last_renewal_timestamp = self.wall_ms(l.last_renewal);
+        }
+        info
     }
 
     /// One instance.
@@ -481,7 +496,7 @@ impl Registry {
         self.apps
             .get(&app.to_ascii_uppercase())
             .and_then(|m| m.get(id))
-            .map(|l| l.info.clone())
+            .map(|l| self.decorate(l))
     }
 
     /// One instance by id, in any application (`GET instances/{ID}`).
@@ -489,7 +504,7 @@ impl Registry {
         self.apps
             .values()
             .find_map(|m| m.get(id))
-            .map(|l| l.info.clone())
+            .map(|l| self.decorate(l))
     }
 
     /// One application.
@@ -498,7 +513,7 @@ impl Registry {
             .get(&app.to_ascii_uppercase())
             .map(|m| Application {
                 name: app.to_ascii_uppercase(),
-                instances: m.values().map(|l| l.info.clone()).collect(),
+                instances: m.values().map(|l| self.decorate(l)).collect(),
             })
     }
 
@@ -527,7 +542,7 @@ impl Registry {
                 instances: m
                     .values()
                     .filter(|l| keep(&l.info))
-                    .map(|l| l.info.clone())
+                    .map(|l| self.decorate(l))
                     .collect(),
             })
             .filter(|a| !a.instances.is_empty())
@@ -550,7 +565,7 @@ impl Registry {
             by_app
                 .entry(info.app.as_str())
                 .or_default()
-                .insert(info.id(), info);
+                .insert(info.id(), &**info);
         }
         Applications {
             versions_delta: self.version.to_string(),
