@@ -232,3 +232,43 @@ async fn three_servers_replicate_fail_over_and_resync() {
         n.stop().await;
     }
 }
+
+#[tokio::test]
+async fn fetches_answer_403_while_warming_up_after_an_empty_peer_sync() {
+    // The only peer is dead, so the start-up sync finds nothing.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = url(dead.local_addr().unwrap());
+    drop(dead);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = RegistryServer::new(ServerConfig {
+        peers: PeerConfig {
+            peer_urls: vec![dead_url],
+            sync_retries: 1,
+            wait_time_when_sync_empty: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async {
+        let _ = rx.await;
+    }));
+    let mut last = 0;
+    for _ in 0..250 {
+        last = raw(addr, "GET", "/eureka/apps/", "").await.0;
+        if last == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, 403, "full fetch refused during warm-up");
+    assert_eq!(raw(addr, "GET", "/eureka/apps/delta", "").await.0, 403);
+    // Writes are still accepted.
+    let body =
+        String::from_utf8(palisade_registry_client::json::encode_instance(&inst("w1"))).unwrap();
+    assert_eq!(raw(addr, "POST", "/eureka/apps/ORDERS", &body).await.0, 204);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use palisade_registry_client::model::InstanceStatus;
+use palisade_registry_client::{ClientConfig, RegistryClient, ServiceUrl};
 use palisade_registry_server::{RegistryServer, ServerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -71,6 +72,18 @@ async fn wait_line(
             ),
         }
     }
+}
+
+/// Polls `cond` every 100 ms until it holds or `limit` passes (real processes are involved).
+async fn poll(limit: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if cond() { Ok(()) } else { Err(()) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +168,59 @@ async fn python_and_javascript_clients_register_find_each_other_and_deregister()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    for child in [&mut py, &mut js] {
+    // py_eureka_client's status override round trip: OUT_OF_SERVICE through the override, then
+    // the override deleted without a value (status UNKNOWN), so its next heartbeat is answered
+    // 404 and it registers again (py_eureka_client registers with UP).
+    let mut py_in = py.stdin.take().unwrap();
+    py_in.write_all(b"oos\n").await.unwrap();
+    py_in.flush().await.unwrap();
+    wait_line(&mut rx, &mut log, "py", "OOS").await;
+    let py_now = || {
+        server
+            .applications()
+            .application("PY-DEMO")
+            .unwrap()
+            .instances[0]
+            .clone()
+    };
+    assert_eq!(py_now().status, InstanceStatus::OutOfService);
+    assert_eq!(py_now().overridden_status, InstanceStatus::OutOfService);
+    let oos_at = py_now().last_updated_timestamp;
+    py_in.write_all(b"restore\n").await.unwrap();
+    py_in.flush().await.unwrap();
+    wait_line(&mut rx, &mut log, "py", "RESTORED").await;
+    poll(Duration::from_secs(30), || {
+        let i = py_now();
+        i.status == InstanceStatus::Up
+            && i.overridden_status == InstanceStatus::Unknown
+            && i.action_type == Some(palisade_registry_client::ActionType::Added)
+            && i.last_updated_timestamp > oos_at
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "py did not re-register after its override was deleted: {:?}",
+            py_now()
+        )
+    });
+
+    // eureka-js-client re-registers after a heartbeat answered 404.
+    let ours = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(format!("http://127.0.0.1:{port}/eureka/"))],
+        ..Default::default()
+    })
+    .unwrap();
+    ours.cancel("JS-DEMO", "js-demo-1").await.unwrap();
+    assert!(server.applications().application("JS-DEMO").is_none());
+    poll(Duration::from_secs(30), || {
+        server.applications().application("JS-DEMO").is_some()
+    })
+    .await
+    .expect("eureka-js-client did not re-register after a 404 heartbeat");
+
+    py_in.write_all(b"stop\n").await.unwrap();
+    py_in.flush().await.unwrap();
+    for child in [&mut js] {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"stop\n").await.unwrap();
         stdin.flush().await.unwrap();

@@ -44,9 +44,20 @@ async def main(url: str, other: str) -> int:
     inst = await eureka_basic.get_app_instance(url, "JS-DEMO", "js-demo-1")
     app = await eureka_basic.get_application(url, "JS-DEMO")
     print(f"APP {app.name} {len(app.instances)} {inst.hostName}", flush=True)
-    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    if line.strip() != "stop":
-        print(f"unexpected command {line!r}", flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if line == "oos":
+            await client.status_update("OUT_OF_SERVICE")
+            print("OOS", flush=True)
+        elif line == "restore":
+            await client.delete_status_override()
+            print("RESTORED", flush=True)
+        elif line == "stop":
+            break
+        else:
+            print(f"unexpected command {line!r}", flush=True)
+            break
     await client.stop()
     print("STOPPED", flush=True)
     return 0
