@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -45,11 +46,12 @@ const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'=').add(b'+');
 
 /// One Eureka server, e.g. `http://user:pass@eureka-a:8761/eureka/` (Spring) or
 /// `http://eureka-a:8761/eureka/v2/` (Netflix).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceUrl {
     /// The base URL; credentials in it are sent as basic auth.
     pub url: String,
     /// The server's zone, for same-zone-first ordering.
+    #[serde(default)]
     pub zone: Option<String>,
 }
 
@@ -72,17 +74,21 @@ impl ServiceUrl {
 }
 
 /// Client settings, with the Java client's defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClientConfig {
     /// The servers, tried in order (same zone first) until one answers.
     pub service_urls: Vec<ServiceUrl>,
     /// This client's zone.
     pub zone: Option<String>,
     /// Timeout of one HTTP request (default 5 s).
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// How often [`RegistryClient::spawn_refresh`] fetches (default 30 s).
+    #[serde(with = "humantime_serde")]
     pub registry_fetch_interval: Duration,
     /// How often a [`Registration`] heartbeats (default 30 s).
+    #[serde(with = "humantime_serde")]
     pub renewal_interval: Duration,
     /// Always do full fetches (default false: full once, then deltas).
     pub disable_delta: bool,
@@ -803,6 +809,22 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_deserialises_with_humantime_durations() {
+        let c: ClientConfig = serde_json::from_str(
+            r#"{"service_urls":[{"url":"http://a:8761/eureka/","zone":"z1"},{"url":"http://b:8761/eureka/"}],
+                "registry_fetch_interval":"10s"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.service_urls[0],
+            ServiceUrl::in_zone("http://a:8761/eureka/", "z1")
+        );
+        assert_eq!(c.service_urls[1].zone, None);
+        assert_eq!(c.registry_fetch_interval, Duration::from_secs(10));
+        assert_eq!(c.renewal_interval, Duration::from_secs(30));
+    }
 
     #[test]
     fn base64_matches_rfc4648() {

@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,17 +30,21 @@ use crate::json as wire;
 use crate::model::{Application, Applications, InstanceInfo};
 
 /// Settings of the etcd backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EtcdConfig {
     /// etcd client URLs (`http://127.0.0.1:2379`), tried in order until one answers.
     pub endpoints: Vec<String>,
     /// Key prefix of the registry (default `/palisade/registry/`).
     pub prefix: String,
     /// Lease TTL: how long an instance outlives its last keep-alive (default 30 s).
+    #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
     /// How often [`EtcdRegistry::spawn_refresh`] lists the registry (default 5 s).
+    #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
     /// Timeout of one request (default 5 s).
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::replication::PeerConfig;
 
 /// How long after its last renewal a lease expires.
@@ -12,7 +14,8 @@ use crate::replication::PeerConfig;
 /// `durationInSecs` after the last heartbeat (a documented bug Netflix kept for compatibility).
 /// Palisade defaults to the documented contract; [`LeaseExpiry::JavaDoubleDuration`] reproduces the
 /// Java behaviour for estates that tuned their clients around it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaseExpiry {
     /// Expire `durationInSecs` after the last renewal (the documented contract).
     #[default]
@@ -23,20 +26,24 @@ pub enum LeaseExpiry {
 
 /// Registry server settings. Build with `Default` and adjust the fields, then call
 /// [`ServerConfig::validate`] (the server does it on start).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerConfig {
     /// Self-preservation: stop evicting when renewals fall under the threshold (default true).
     pub enable_self_preservation: bool,
     /// Fraction of expected renewals under which self-preservation starts (default 0.85).
     pub renewal_percent_threshold: f64,
     /// The renewal interval clients are expected to use (default 30 s).
+    #[serde(with = "humantime_serde")]
     pub expected_client_renewal_interval: Duration,
     /// How often the expected number of clients is recomputed (default 15 min).
+    #[serde(with = "humantime_serde")]
     pub renewal_threshold_update_interval: Duration,
     /// Expected clients when the server opens for traffic with no peer (Spring's
     /// `defaultOpenForTrafficCount`, default 1).
     pub expected_clients_at_start: u64,
     /// How often expired leases are evicted (default 60 s).
+    #[serde(with = "humantime_serde")]
     pub eviction_interval: Duration,
     /// How lease expiry is computed.
     pub lease_expiry: LeaseExpiry,
@@ -45,12 +52,15 @@ pub struct ServerConfig {
     /// the cache at once.
     pub use_read_only_response_cache: bool,
     /// Age after which a cached body is rebuilt in read-only mode (default 30 s).
+    #[serde(with = "humantime_serde")]
     pub response_cache_update_interval: Duration,
     /// How long changes stay in the delta queue (default 180 s).
+    #[serde(with = "humantime_serde")]
     pub delta_retention: Duration,
     /// Serve 403 on `GET apps/delta` (default false).
     pub disable_delta: bool,
     /// How long an operator status override is kept after its last use (default 1 h).
+    #[serde(with = "humantime_serde")]
     pub status_override_ttl: Duration,
     /// Request bodies larger than this are rejected with 400 (default 1 MiB).
     pub max_body_bytes: usize,
@@ -137,6 +147,21 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserialises_with_humantime_durations_and_defaults() {
+        let c: ServerConfig = serde_json::from_str(
+            r#"{"eviction_interval":"30s","lease_expiry":"java_double_duration",
+                "peers":{"peer_urls":["http://a:8761/eureka/"],"max_batch_delay":"250ms"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.eviction_interval, Duration::from_secs(30));
+        assert_eq!(c.lease_expiry, LeaseExpiry::JavaDoubleDuration);
+        assert_eq!(c.peers.max_batch_delay, Duration::from_millis(250));
+        assert_eq!(c.peers.batch_size, 250, "defaults fill the rest");
+        assert_eq!(c.delta_retention, Duration::from_secs(180));
+        c.validate().unwrap();
+    }
 
     #[test]
     fn rejects_out_of_range_values() {

@@ -1,16 +1,21 @@
 //! `palisade-registry`: a Eureka-compatible registry server.
 //!
 //! ```text
-//! palisade-registry [--bind 127.0.0.1:8761] [--no-self-preservation] [--no-read-only-cache]
-//!                   [--java-lease-expiry] [--eviction-interval-secs N] [--cache-update-secs N]
+//! palisade-registry [--bind 127.0.0.1:8761] [--config server.json] [--no-self-preservation]
+//!                   [--no-read-only-cache] [--java-lease-expiry] [--eviction-interval-secs N]
+//!                   [--cache-update-secs N] [--peer URL]...
 //! ```
+//!
+//! `--config` reads a JSON `ServerConfig` (durations as "30s"; missing fields take the defaults);
+//! flags after it override it.
 
 use std::time::Duration;
 
 use palisade_registry_server::{LeaseExpiry, RegistryServer, ServerConfig};
 
-const USAGE: &str = "usage: palisade-registry [--bind ADDR] [--no-self-preservation] \
-[--no-read-only-cache] [--java-lease-expiry] [--eviction-interval-secs N] [--cache-update-secs N]";
+const USAGE: &str = "usage: palisade-registry [--bind ADDR] [--config FILE.json] \
+[--no-self-preservation] [--no-read-only-cache] [--java-lease-expiry] [--eviction-interval-secs N] \
+[--cache-update-secs N] [--peer URL]...";
 
 fn parse_args() -> Result<(String, ServerConfig), String> {
     let mut bind = "127.0.0.1:8761".to_owned();
@@ -24,6 +29,17 @@ fn parse_args() -> Result<(String, ServerConfig), String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bind" => bind = args.next().ok_or("--bind needs an address")?,
+            "--config" => {
+                let path = args.next().ok_or("--config needs a file")?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?;
+                config = serde_json::from_str(&text)
+                    .map_err(|e| format!("invalid config {path}: {e}"))?;
+            }
+            "--peer" => config
+                .peers
+                .peer_urls
+                .push(args.next().ok_or("--peer needs a URL")?),
             "--no-self-preservation" => config.enable_self_preservation = false,
             "--no-read-only-cache" => config.use_read_only_response_cache = false,
             "--java-lease-expiry" => config.lease_expiry = LeaseExpiry::JavaDoubleDuration,

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use palisade_registry_client::model::{InstanceInfo, InstanceStatus};
 use palisade_registry_client::{ClientConfig, RegistryClient, ServiceUrl, json};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -88,22 +89,27 @@ impl Task {
 }
 
 /// Replication settings (part of [`crate::ServerConfig`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeerConfig {
     /// Base URLs of the other servers, e.g. `http://10.0.0.2:8761/eureka/`. Empty: standalone.
     pub peer_urls: Vec<String>,
     /// Tasks per batch (default 250).
     pub batch_size: usize,
     /// Longest a task waits for its batch (default 500 ms).
+    #[serde(with = "humantime_serde")]
     pub max_batch_delay: Duration,
     /// Timeout of one replication request (default 5 s).
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Start-up pulls tried while they return no instance (default 5).
     pub sync_retries: u32,
     /// Wait between start-up pulls (default 30 s).
+    #[serde(with = "humantime_serde")]
     pub sync_retry_wait: Duration,
     /// After a start-up pull that found nothing, `GET apps` answers 403 for this long
     /// (default 5 min, like Java's `waitTimeInMsWhenSyncEmpty`).
+    #[serde(with = "humantime_serde")]
     pub wait_time_when_sync_empty: Duration,
 }
 
