@@ -19,6 +19,10 @@
 //!
 //! Not yet: AWS-specific features, `X-Eureka-Accept: compact`, remote regions.
 //!
+//! | feature | what it adds |
+//! |---|---|
+//! | `metrics` | `palisade_registry_renewals_total` and `palisade_registry_instances{app,status}` (set every eviction interval) through the `metrics` facade |
+//!
 //! ```no_run
 //! use palisade_registry_server::{RegistryServer, ServerConfig};
 //!

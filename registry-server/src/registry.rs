@@ -101,6 +101,9 @@ pub struct Registry {
     threshold: u64,
     last_threshold_update: Instant,
     rng: u64,
+    /// `(app, status)` gauges published last time, so vanished ones are zeroed.
+    #[cfg(feature = "metrics")]
+    published_gauges: std::collections::HashSet<(String, InstanceStatus)>,
 }
 
 impl Registry {
@@ -122,6 +125,8 @@ impl Registry {
             renewals_total: 0,
             threshold: 0,
             last_threshold_update: now,
+            #[cfg(feature = "metrics")]
+            published_gauges: std::collections::HashSet::new(),
         };
         r.update_threshold();
         r
@@ -331,6 +336,8 @@ impl Registry {
         }
         self.renewals.increment(now);
         self.renewals_total += 1;
+        #[cfg(feature = "metrics")]
+        metrics::counter!("palisade_registry_renewals_total").increment(1);
         if let Some(l) = self.apps.get_mut(&app).and_then(|m| m.get_mut(id)) {
             l.last_renewal = now;
         }
@@ -639,7 +646,32 @@ impl Registry {
         {
             self.update_expected_clients();
         }
-        self.evict()
+        let evicted = self.evict();
+        #[cfg(feature = "metrics")]
+        self.publish_instance_gauges();
+        evicted
+    }
+
+    /// Sets `palisade_registry_instances{app,status}` for every application and status present,
+    /// and zeroes the ones that disappeared since the last call.
+    #[cfg(feature = "metrics")]
+    pub fn publish_instance_gauges(&mut self) {
+        let mut counts: HashMap<(String, InstanceStatus), u64> = HashMap::new();
+        for (app, m) in &self.apps {
+            for l in m.values() {
+                *counts.entry((app.clone(), l.info.status)).or_default() += 1;
+            }
+        }
+        for key in self.published_gauges.drain() {
+            counts.entry(key).or_insert(0);
+        }
+        for ((app, status), n) in counts {
+            metrics::gauge!("palisade_registry_instances", "app" => app.clone(), "status" => status.as_str())
+                .set(n as f64);
+            if n > 0 {
+                self.published_gauges.insert((app, status));
+            }
+        }
     }
 
     fn is_expired(&self, lease: &Lease, now: Instant) -> bool {
@@ -710,6 +742,85 @@ mod tests {
             enable_self_preservation: false,
             ..Default::default()
         }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn publishes_renewals_and_instance_gauges_through_the_metrics_facade() {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        use metrics::{
+            Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+        };
+
+        #[derive(Default)]
+        struct Values(Mutex<HashMap<String, Arc<AtomicU64>>>);
+        impl Values {
+            fn slot(&self, key: &Key) -> Arc<AtomicU64> {
+                let mut labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                let name = format!("{}{{{}}}", key.name(), labels.join(","));
+                self.0.lock().unwrap().entry(name).or_default().clone()
+            }
+            fn get(&self, name: &str) -> Option<u64> {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .get(name)
+                    .map(|v| v.load(Ordering::Relaxed))
+            }
+        }
+        impl Recorder for Values {
+            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+                Counter::from_arc(self.slot(key))
+            }
+            fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+                Gauge::from_arc(self.slot(key))
+            }
+            fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+                Histogram::noop()
+            }
+        }
+
+        let values = Values::default();
+        metrics::with_local_recorder(&values, || {
+            let mut r = Registry::new(ServerConfig::default(), 1_000);
+            r.register(inst("A", "a1"), false);
+            r.register(inst("A", "a2"), false);
+            r.renew("A", "a1", None, None, false);
+            r.renew("A", "a2", None, None, false);
+            r.renew("A", "zz", None, None, false);
+            r.tick();
+        });
+        let gauge = |name: &str| values.get(name).map(f64::from_bits);
+        assert_eq!(values.get("palisade_registry_renewals_total{}"), Some(2));
+        assert_eq!(
+            gauge("palisade_registry_instances{app=A,status=UP}"),
+            Some(2.0)
+        );
+        metrics::with_local_recorder(&values, || {
+            let mut r = Registry::new(ServerConfig::default(), 1_000);
+            r.register(inst("A", "a1"), false);
+            r.tick();
+            r.set_status_override("A", "a1", InstanceStatus::OutOfService, None);
+            r.tick();
+        });
+        assert_eq!(
+            gauge("palisade_registry_instances{app=A,status=UP}"),
+            Some(0.0),
+            "zeroed"
+        );
+        assert_eq!(
+            gauge("palisade_registry_instances{app=A,status=OUT_OF_SERVICE}"),
+            Some(1.0)
+        );
     }
 
     #[tokio::test(start_paused = true)]
