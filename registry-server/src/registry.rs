@@ -100,6 +100,7 @@ pub struct Registry {
     expected_clients: u64,
     threshold: u64,
     last_threshold_update: Instant,
+    last_tick: Option<Instant>,
     rng: u64,
     /// `(app, status)` gauges published last time, so vanished ones are zeroed.
     #[cfg(feature = "metrics")]
@@ -125,6 +126,7 @@ impl Registry {
             renewals_total: 0,
             threshold: 0,
             last_threshold_update: now,
+            last_tick: None,
             #[cfg(feature = "metrics")]
             published_gauges: std::collections::HashSet::new(),
         };
@@ -646,7 +648,14 @@ impl Registry {
         {
             self.update_expected_clients();
         }
-        let evicted = self.evict();
+        // Java's compensation: when the timer itself ran late (GC pause, stalled host), leases
+        // get that much longer, since their clients could not be served in the meantime either.
+        let compensation = self.last_tick.map_or(Duration::ZERO, |last| {
+            now.saturating_duration_since(last)
+                .saturating_sub(self.config.eviction_interval)
+        });
+        self.last_tick = Some(now);
+        let evicted = self.evict_with(compensation);
         #[cfg(feature = "metrics")]
         self.publish_instance_gauges();
         evicted
@@ -674,17 +683,21 @@ impl Registry {
         }
     }
 
-    fn is_expired(&self, lease: &Lease, now: Instant) -> bool {
+    fn is_expired(&self, lease: &Lease, now: Instant, compensation: Duration) -> bool {
         let factor = match self.config.lease_expiry {
             LeaseExpiry::Duration => 1,
             LeaseExpiry::JavaDoubleDuration => 2,
         };
-        now.saturating_duration_since(lease.last_renewal) > lease.duration * factor
+        now.saturating_duration_since(lease.last_renewal) > lease.duration * factor + compensation
     }
 
     /// Evicts expired leases, unless self-preservation holds them. Evicts at most 15 % of the
     /// registry per run (`size - size × 0.85`), picked at random, like Java.
     pub fn evict(&mut self) -> Vec<(String, String)> {
+        self.evict_with(Duration::ZERO)
+    }
+
+    fn evict_with(&mut self, compensation: Duration) -> Vec<(String, String)> {
         let now = Instant::now();
         if !self.self_preservation().lease_expiration_enabled {
             tracing::debug!("self-preservation: lease expiration disabled, not evicting");
@@ -695,7 +708,7 @@ impl Registry {
             .iter()
             .flat_map(|(app, m)| {
                 m.iter()
-                    .filter(|(_, l)| self.is_expired(l, now))
+                    .filter(|(_, l)| self.is_expired(l, now, compensation))
                     .map(|(id, _)| (app.clone(), id.clone()))
             })
             .collect();
@@ -927,6 +940,20 @@ mod tests {
         let last = &delta.applications[0].instances[0];
         assert_eq!(last.action_type, Some(ActionType::Deleted));
         assert!(last.lease_info.unwrap().eviction_timestamp > 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_eviction_timer_extends_leases_by_its_delay() {
+        let mut r = Registry::new(no_preservation(), 1_000);
+        r.register(inst("A", "a"), false);
+        assert!(r.tick().is_empty());
+        // The timer fires 100 s late (a stalled host): 160 s since the last renewal, but 100 s of
+        // it were the server's own delay, so the 90 s lease is not expired yet.
+        tokio::time::advance(Duration::from_secs(160)).await;
+        assert!(r.tick().is_empty());
+        // On time from then on: 60 s later the lease (220 s old) goes.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(r.tick().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

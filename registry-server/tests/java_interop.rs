@@ -243,7 +243,16 @@ async fn the_java_eureka_client_with_our_server() {
     assert_eq!(java_inst.metadata["lang"], "java");
     assert_eq!(java_inst.ip_addr, "127.0.0.1");
 
+    // An instance registered after the Java client's first full fetch reaches it through its
+    // delta fetches (reconciled against our apps__hashcode).
     let mut stdin = java.stdin.take().unwrap();
+    c.register(&inst("rust-late", "rust-late-1", 9202))
+        .await
+        .unwrap();
+    stdin.write_all(b"find RUST-LATE\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let late = next_with("FOUND RUST-LATE", &mut log).await;
+    assert_eq!(late, "FOUND RUST-LATE rust-late-1 127.0.0.1:9202 rust");
     stdin.write_all(b"stop\n").await.unwrap();
     stdin.flush().await.unwrap();
     next_with("STOPPED", &mut log).await;

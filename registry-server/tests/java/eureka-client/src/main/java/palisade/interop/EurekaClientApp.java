@@ -47,6 +47,24 @@ public class EurekaClientApp {
             System.out.flush();
             BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
             String line = in.readLine();
+            // "find APP": wait until the client's cache (refreshed by delta fetches) shows APP.
+            while (line != null && line.startsWith("find ")) {
+                String app = line.substring(5).trim();
+                ServiceInstance late = null;
+                for (int i = 0; i < 600 && late == null; i++) {
+                    List<ServiceInstance> instances = discovery.getInstances(app);
+                    if (!instances.isEmpty()) {
+                        late = instances.get(0);
+                    } else {
+                        Thread.sleep(100);
+                    }
+                }
+                System.out.println(late == null ? "NOT FOUND " + app : "FOUND " + late.getServiceId() + " "
+                    + late.getInstanceId() + " " + late.getHost() + ":" + late.getPort() + " "
+                    + late.getMetadata().get("lang"));
+                System.out.flush();
+                line = in.readLine();
+            }
             System.out.println("STOPPING " + line);
             int code = SpringApplication.exit(ctx, () -> 0);
             System.out.println("STOPPED");
