@@ -1,7 +1,7 @@
 //! The cluster again, as three `palisade-registry` processes: one is killed with SIGKILL, clients
 //! fail over, and the restarted process pulls the registry from its peers.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use palisade_registry_client::model::{DataCenterInfo, InstanceInfo, InstanceStatus, PortInfo};
@@ -20,7 +20,7 @@ fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/eureka/")
 }
 
-fn spawn(port: u16, peers: &[u16], dir: &PathBuf) -> Child {
+fn spawn(port: u16, peers: &[u16], dir: &Path) -> Child {
     let config = serde_json::json!({
         "use_read_only_response_cache": false,
         "peers": {
