@@ -304,7 +304,25 @@ pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Splits `user:pass@` out of a URL; returns the URL without it and the basic auth header.
+/// The `Authorization` value for HTTP basic auth (`Basic base64(user:password)`), marked
+/// sensitive so it does not show in logs.
+pub fn basic_auth_value(user: &str, password: &str) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64(format!("{user}:{password}").as_bytes())
+    ))
+    .expect("base64 is a valid header value");
+    v.set_sensitive(true);
+    v
+}
+
+/// Splits `user:pass@` out of a service URL: returns the URL without it, with no trailing slash,
+/// and the basic auth value for the credentials, if any. Only `http://` URLs are accepted.
+pub fn split_credentials(url: &str) -> Result<(String, Option<HeaderValue>), ClientError> {
+    let s = parse_server(url)?;
+    Ok((s.base, s.auth))
+}
+
 fn parse_server(url: &str) -> Result<Server, ClientError> {
     let uri: http::Uri = url
         .parse()

@@ -47,7 +47,7 @@ pub mod xml;
 
 pub use client::{
     ClientConfig, ClientError, Heartbeat, Refresh, Registration, RegistryClient, Renewal,
-    ServiceUrl,
+    ServiceUrl, basic_auth_value, split_credentials,
 };
 pub use discover::{Endpoint, EndpointDiscover};
 pub use error::WireError;

@@ -66,8 +66,30 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seed of the RNG that picks which expired leases to evict first.
     pub rng_seed: u64,
-    /// The other servers of the cluster and how writes reach them.
+    /// The other servers of the cluster and how writes reach them. Credentials for peers that
+    /// require basic auth go in their URLs (`http://user:pass@host:8761/eureka/`).
     pub peers: PeerConfig,
+    /// Require HTTP basic auth on every resource (answer 401 otherwise), like a Spring Eureka
+    /// server behind Spring Security. `None` (the default): open.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// Credentials every request must carry.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -88,6 +110,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             rng_seed: 0x5eed,
             peers: PeerConfig::default(),
+            basic_auth: None,
         }
     }
 }

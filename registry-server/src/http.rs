@@ -798,6 +798,31 @@ fn strip_trailing_slash<B>(mut req: Request<B>) -> Request<B> {
     req
 }
 
+/// Equal length and equal bytes, in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_basic_auth(
+    State(expected): State<Arc<HeaderValue>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let ok = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(http::header::WWW_AUTHENTICATE, "Basic realm=\"eureka\"")],
+        )
+            .into_response()
+    }
+}
+
 pub(crate) fn router(shared: AppState) -> Router {
     let mut inner = Router::new()
         .route("/serverinfo/statusoverrides", get(get_status_overrides))
@@ -805,7 +830,18 @@ pub(crate) fn router(shared: AppState) -> Router {
     for base in BASE_PATHS {
         inner = inner.nest(base, resources());
     }
-    let inner = inner.with_state(shared);
+    let auth = shared.config.basic_auth.clone();
+    let mut inner = inner.with_state(shared);
+    if let Some(a) = auth {
+        let expected = Arc::new(palisade_registry_client::basic_auth_value(
+            &a.username,
+            &a.password,
+        ));
+        inner = inner.layer(axum::middleware::from_fn_with_state(
+            expected,
+            require_basic_auth,
+        ));
+    }
     let normalized = ServiceBuilder::new()
         .map_request(strip_trailing_slash::<Body>)
         .service(inner);

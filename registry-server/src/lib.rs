@@ -63,7 +63,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use palisade_registry_client::model::Applications;
 
-pub use config::{ConfigError, LeaseExpiry, ServerConfig};
+pub use config::{BasicAuth, ConfigError, LeaseExpiry, ServerConfig};
 pub use registry::SelfPreservation;
 pub use replication::PeerConfig;
 

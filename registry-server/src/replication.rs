@@ -142,9 +142,16 @@ impl Replicator {
             .iter()
             .map(|url| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let base = url.trim_end_matches('/').to_owned();
+                let (base, auth) = match palisade_registry_client::split_credentials(url) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::info!(peer = %url, error = %e, "unusable peer URL; not replicating to it");
+                        (url.trim_end_matches('/').to_owned(), None)
+                    }
+                };
                 tokio::spawn(peer_worker(
                     base,
+                    auth,
                     rx,
                     tx.downgrade(),
                     shared.clone(),
@@ -167,6 +174,7 @@ impl Replicator {
 
 async fn peer_worker(
     base: String,
+    auth: Option<http::HeaderValue>,
     mut rx: mpsc::UnboundedReceiver<Task>,
     requeue: mpsc::WeakUnboundedSender<Task>,
     shared: Weak<Shared>,
@@ -194,12 +202,15 @@ async fn peer_worker(
         let body = serde_json::json!({
             "replicationList": deduped.iter().map(Task::to_json).collect::<Vec<_>>()
         });
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(&url)
             .header(CONTENT_TYPE, "application/json")
-            .header(REPLICATION_HEADER, "true")
-            .body(Full::new(Bytes::from(body.to_string())));
+            .header(REPLICATION_HEADER, "true");
+        if let Some(a) = &auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_string())));
         let Ok(req) = req else {
             tracing::debug!(peer = %base, "bad peer URL; dropping replication batch");
             continue;

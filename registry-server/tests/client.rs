@@ -139,6 +139,33 @@ async fn every_call_reaches_the_server() {
 }
 
 #[tokio::test]
+async fn basic_auth_credentials_from_the_url_are_sent() {
+    let s = Running::start(ServerConfig {
+        use_read_only_response_cache: false,
+        basic_auth: Some(palisade_registry_server::BasicAuth {
+            username: "eureka".into(),
+            password: "p@ss:word".into(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let anonymous = client(&[&s.url]);
+    let err = anonymous.register(&inst("A", "a1")).await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED));
+    let wrong = client(&[&s.url.replace("http://", "http://eureka:nope@")]);
+    assert_eq!(
+        wrong.fetch_full().await.unwrap_err().status(),
+        Some(http::StatusCode::UNAUTHORIZED)
+    );
+    // Reserved characters in the password are percent-encoded in the URL.
+    let authed = client(&[&s.url.replace("http://", "http://eureka:p%40ss%3Aword@")]);
+    authed.register(&inst("A", "a1")).await.unwrap();
+    assert_eq!(authed.refresh().await.unwrap(), Refresh::Full);
+    assert_eq!(authed.applications().instances().count(), 1);
+    assert!(s.ids() == ["a1"]);
+}
+
+#[tokio::test]
 async fn full_fetch_then_deltas_with_hash_reconciliation() {
     let s = Running::immediate().await;
     let c = client(&[&s.url]);

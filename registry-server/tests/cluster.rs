@@ -16,8 +16,9 @@ struct Node {
     task: JoinHandle<std::io::Result<()>>,
 }
 
+/// Every node of the cluster requires basic auth; peers and clients carry it in their URLs.
 fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}/eureka/")
+    format!("http://palisade:s3cret@{addr}/eureka/")
 }
 
 async fn start(listener: tokio::net::TcpListener, peers: Vec<String>) -> Node {
@@ -32,6 +33,10 @@ async fn start(listener: tokio::net::TcpListener, peers: Vec<String>) -> Node {
             wait_time_when_sync_empty: Duration::ZERO,
             ..Default::default()
         },
+        basic_auth: Some(palisade_registry_server::BasicAuth {
+            username: "palisade".into(),
+            password: "s3cret".into(),
+        }),
         ..Default::default()
     })
     .unwrap();
@@ -77,7 +82,7 @@ async fn raw(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, St
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nx-netflix-discovery-replication: true\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Basic cGFsaXNhZGU6czNjcmV0\r\nx-netflix-discovery-replication: true\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
