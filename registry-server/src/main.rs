@@ -79,9 +79,25 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
     eprintln!("palisade-registry listening on http://{bind}/eureka/");
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        eprintln!("palisade-registry shutting down");
     };
     if let Err(e) = server.serve(listener, shutdown).await {
         eprintln!("server error: {e}");
