@@ -4,8 +4,9 @@
 //!
 //! Answers are handled as in Java: a heartbeat the peer does not know (404) is followed by a
 //! register with our copy; a 409 carries the peer's newer copy, which we adopt. A batch that
-//! cannot be delivered (peer down) is dropped: the next heartbeat, answered 404, re-sends the
-//! registration, and a restarted peer pulls the registry on start.
+//! cannot be delivered (peer down, timeout) is retried every `retry_backoff` for `task_expiry`,
+//! heartbeats excepted (the next one replaces them); after that the tasks are dropped, and the
+//! peer catches up through the 404-then-register path or its start-up pull.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -102,6 +103,12 @@ pub struct PeerConfig {
     /// Timeout of one replication request (default 5 s).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Wait before re-sending a batch that could not be delivered (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// How long an undeliverable task keeps being retried (default 30 s, a renewal interval).
+    #[serde(with = "humantime_serde")]
+    pub task_expiry: Duration,
     /// Start-up pulls tried while they return no instance (default 5).
     pub sync_retries: u32,
     /// Wait between start-up pulls (default 30 s).
@@ -120,6 +127,8 @@ impl Default for PeerConfig {
             batch_size: 250,
             max_batch_delay: Duration::from_millis(500),
             request_timeout: Duration::from_secs(5),
+            retry_backoff: Duration::from_secs(1),
+            task_expiry: Duration::from_secs(30),
             sync_retries: 5,
             sync_retry_wait: Duration::from_secs(30),
             wait_time_when_sync_empty: Duration::from_secs(300),
@@ -182,25 +191,48 @@ async fn peer_worker(
     config: PeerConfig,
 ) {
     let url = format!("{base}/peerreplication/batch/");
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    // Tasks of undelivered batches, with the time of their first failure.
+    let mut retry: std::collections::VecDeque<(tokio::time::Instant, Task)> =
+        std::collections::VecDeque::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        let before = retry.len();
+        retry.retain(|(failed, _)| now.saturating_duration_since(*failed) <= config.task_expiry);
+        if retry.len() < before {
+            tracing::debug!(peer = %base, dropped = before - retry.len(), "replication tasks expired undelivered");
+        }
+        let mut batch: Vec<(Option<tokio::time::Instant>, Task)> = Vec::new();
+        while batch.len() < config.batch_size {
+            match retry.pop_front() {
+                Some((failed, t)) => batch.push((Some(failed), t)),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(t) => batch.push((None, t)),
+                None => return,
+            }
+        }
         let deadline = tokio::time::Instant::now() + config.max_batch_delay;
         while batch.len() < config.batch_size {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(t)) => batch.push(t),
+                Ok(Some(t)) => batch.push((None, t)),
                 Ok(None) | Err(_) => break,
             }
         }
         // One heartbeat per instance per batch: keep the last.
         let mut seen = std::collections::HashSet::new();
-        let mut deduped: Vec<Task> = batch
+        let mut deduped: Vec<(Option<tokio::time::Instant>, Task)> = batch
             .into_iter()
             .rev()
-            .filter(|t| t.action != Action::Heartbeat || seen.insert((t.app.clone(), t.id.clone())))
+            .filter(|(_, t)| {
+                t.action != Action::Heartbeat || seen.insert((t.app.clone(), t.id.clone()))
+            })
             .collect();
         deduped.reverse();
         let body = serde_json::json!({
-            "replicationList": deduped.iter().map(Task::to_json).collect::<Vec<_>>()
+            "replicationList": deduped.iter().map(|(_, t)| t.to_json()).collect::<Vec<_>>()
         });
         let mut req = Request::builder()
             .method(Method::POST)
@@ -212,7 +244,7 @@ async fn peer_worker(
         }
         let req = req.body(Full::new(Bytes::from(body.to_string())));
         let Ok(req) = req else {
-            tracing::debug!(peer = %base, "bad peer URL; dropping replication batch");
+            tracing::info!(peer = %base, "bad peer URL; dropping replication batch");
             continue;
         };
         let sent = tokio::time::timeout(config.request_timeout, async {
@@ -232,12 +264,19 @@ async fn peer_worker(
         .await;
         let answer = match sent {
             Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %base, error = %e, tasks = deduped.len(), "replication batch failed; dropped");
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!(peer = %base, tasks = deduped.len(), "replication batch timed out; dropped");
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e,
+                    _ => "timed out".to_owned(),
+                };
+                tracing::debug!(peer = %base, error = %error, tasks = deduped.len(), "replication batch failed; will retry");
+                let now = tokio::time::Instant::now();
+                for (first_failure, task) in deduped {
+                    if task.action != Action::Heartbeat {
+                        retry.push_back((first_failure.unwrap_or(now), task));
+                    }
+                }
+                tokio::time::sleep(config.retry_backoff).await;
                 continue;
             }
         };
@@ -249,7 +288,7 @@ async fn peer_worker(
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        for (task, res) in deduped.iter().zip(responses.iter()) {
+        for ((_, task), res) in deduped.iter().zip(responses.iter()) {
             let code = res.get("statusCode").and_then(Value::as_u64).unwrap_or(0);
             match (task.action, code) {
                 (Action::Heartbeat, 404) => {

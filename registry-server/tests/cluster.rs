@@ -277,3 +277,66 @@ async fn fetches_answer_403_while_warming_up_after_an_empty_peer_sync() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_replication_is_retried_until_the_peer_answers() {
+    // B's port is reserved but nothing listens yet; A replicates to it.
+    let a_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let a_addr = a_listener.local_addr().unwrap();
+    let server = RegistryServer::new(ServerConfig {
+        use_read_only_response_cache: false,
+        peers: PeerConfig {
+            peer_urls: vec![format!("http://{b_addr}/eureka/")],
+            max_batch_delay: Duration::from_millis(20),
+            retry_backoff: Duration::from_millis(100),
+            sync_retries: 1,
+            wait_time_when_sync_empty: Duration::ZERO,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let (stop_a, rx) = oneshot::channel::<()>();
+    let task_a = tokio::spawn(server.clone().serve(a_listener, async {
+        let _ = rx.await;
+    }));
+    let on_a = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(format!("http://{a_addr}/eureka/"))],
+        ..Default::default()
+    })
+    .unwrap();
+    on_a.register(&inst("r1")).await.unwrap();
+    // Let a few deliveries fail (connection refused) before B exists.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // B starts standalone (no peers, so no start-up pull): only A's retries can bring r1.
+    let b_listener = tokio::net::TcpListener::bind(b_addr).await.unwrap();
+    let b_server = RegistryServer::new(ServerConfig::default()).unwrap();
+    let (stop_b, rx) = oneshot::channel::<()>();
+    let task_b = tokio::spawn(b_server.clone().serve(b_listener, async {
+        let _ = rx.await;
+    }));
+    for _ in 0..250 {
+        if b_server.applications().instances().count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        b_server
+            .applications()
+            .instances()
+            .map(|i| i.id().to_owned())
+            .collect::<Vec<_>>(),
+        ["r1"]
+    );
+    let _ = stop_a.send(());
+    let _ = stop_b.send(());
+    task_a.await.unwrap().unwrap();
+    task_b.await.unwrap().unwrap();
+}
