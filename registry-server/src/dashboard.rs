@@ -33,7 +33,7 @@ async fn page(State(shared): State<Arc<Shared>>) -> Html<String> {
     let _ = write!(
         out,
         "<h2>Status</h2><table><tr><th>instances</th><td>{}</td></tr>\
-         <tr><th>renewals in the last minute</th><td>{}</td></tr>\
+         <tr><th>renewals in the last whole minute</th><td>{}</td></tr>\
          <tr><th>renewal threshold per minute</th><td>{}</td></tr>\
          <tr><th>expected clients</th><td>{}</td></tr>\
          <tr><th>renewals since start</th><td>{}</td></tr>\
