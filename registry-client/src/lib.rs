@@ -35,6 +35,47 @@
 //! assert_eq!(xml::decode_instance(&xml::encode_instance(&inst))?, inst);
 //! # Ok::<(), palisade_registry_client::WireError>(())
 //! ```
+//!
+//! The client: stay registered, keep a local copy of the registry, follow an application.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use palisade_registry_client::model::{DataCenterInfo, InstanceInfo, InstanceStatus, PortInfo};
+//! use palisade_registry_client::{ClientConfig, RegistryClient, ServiceUrl};
+//! use tower::discover::Change;
+//!
+//! # async fn run() -> Result<(), palisade_registry_client::ClientError> {
+//! let client = RegistryClient::new(ClientConfig {
+//!     service_urls: vec![
+//!         ServiceUrl::in_zone("http://eureka-a:8761/eureka/", "zone-a"),
+//!         ServiceUrl::in_zone("http://eureka-b:8761/eureka/", "zone-b"),
+//!     ],
+//!     zone: Some("zone-a".into()),
+//!     ..Default::default()
+//! })?;
+//! let registration = client.start_registration(InstanceInfo {
+//!     instance_id: "host1:orders:8080".into(),
+//!     host_name: "host1".into(),
+//!     app: "ORDERS".into(),
+//!     ip_addr: "10.0.0.5".into(),
+//!     status: InstanceStatus::Up,
+//!     port: Some(PortInfo::enabled(8080)),
+//!     data_center_info: DataCenterInfo::my_own(),
+//!     ..Default::default()
+//! });
+//! let _refresh = client.spawn_refresh();
+//! let mut payments = client.discover_app("PAYMENTS");
+//! while let Some(Ok(change)) = payments.next().await {
+//!     match change {
+//!         Change::Insert(id, endpoint) => println!("+ {id} at {:?}", endpoint.socket_addr()),
+//!         Change::Remove(id) => println!("- {id}"),
+//!     }
+//! #   break;
+//! }
+//! registration.shutdown().await?; // deregisters
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod client;
 pub mod discover;

@@ -323,3 +323,60 @@ async fn discover_follows_up_instances_of_an_app_or_vip() {
     assert_eq!(got, ["-a1", "-a2", "+a3"]);
     assert!(by_vip.next().now_or_never().is_none(), "B did not change");
 }
+
+/// A seeded splitmix64, so the balancer's choices are the same on every run.
+struct SeededRng(u64);
+
+impl tower::util::rng::Rng for SeededRng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[tokio::test]
+async fn a_tower_balancer_follows_the_discover_stream() {
+    use std::collections::BTreeSet;
+    use std::convert::Infallible;
+
+    use tower::balance::p2c::Balance;
+    use tower::load::Constant;
+    use tower::{Service, ServiceExt, service_fn};
+
+    let s = Running::immediate().await;
+    let c = client(&[&s.url]);
+    for (id, port) in [("b1", 7001u16), ("b2", 7002)] {
+        let mut i = inst("B", id);
+        i.port = Some(PortInfo::enabled(port));
+        c.register(&i).await.unwrap();
+    }
+    c.refresh().await.unwrap();
+
+    // Each discovered endpoint becomes a service answering with its port.
+    let discover = c.discover_app("B").map(|change| {
+        change.map(|c| match c {
+            Change::Insert(id, e) => {
+                let port = e.port.expect("enabled port");
+                let svc = service_fn(move |_: ()| async move { Ok::<_, Infallible>(port) });
+                Change::Insert(id, Constant::new(svc, 0usize))
+            }
+            Change::Remove(id) => Change::Remove(id),
+        })
+    });
+    let mut balance = Balance::from_rng(discover, SeededRng(7));
+    let mut seen = BTreeSet::new();
+    for _ in 0..50 {
+        seen.insert(balance.ready().await.unwrap().call(()).await.unwrap());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [7001, 7002]);
+
+    // b1 leaves the registry: after the next refresh the balancer only uses b2.
+    c.cancel("B", "b1").await.unwrap();
+    assert_eq!(c.refresh().await.unwrap(), Refresh::Delta);
+    for _ in 0..20 {
+        assert_eq!(balance.ready().await.unwrap().call(()).await.unwrap(), 7002);
+    }
+}
