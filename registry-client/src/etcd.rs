@@ -4,9 +4,11 @@
 //! Each instance is a key `{prefix}{APP}/{id}` whose value is the instance in Eureka's JSON form,
 //! attached to a lease: the registration keeps the lease alive, and when the process dies the lease
 //! expires and etcd deletes the key, so liveness needs no server-side eviction. Reading lists the
-//! prefix into an [`Applications`] cache that keeps serving when etcd is unreachable, with the same
-//! [`EndpointDiscover`] streams as the Eureka client.
+//! prefix (polling with [`EtcdRegistry::spawn_refresh`], or following an etcd watch with
+//! [`EtcdRegistry::spawn_watch`]) into an [`Applications`] cache that keeps serving when etcd is
+//! unreachable, with the same [`EndpointDiscover`] streams as the Eureka client.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,6 +102,41 @@ fn int_field(v: &Value, key: &str) -> Option<i64> {
         Value::Number(n) => n.as_i64(),
         _ => None,
     }
+}
+
+/// Decodes one key-value of the registry; `None` (logged) for a foreign or corrupt entry, which
+/// must not hide the rest of the registry.
+fn decode_kv(kv: &Value) -> Option<(String, InstanceInfo)> {
+    let key = String::from_utf8(base64_decode(kv.get("key")?.as_str()?)?).ok()?;
+    let value = base64_decode(kv.get("value")?.as_str()?)?;
+    match wire::decode_instance(&value) {
+        Ok(inst) => Some((key, inst)),
+        Err(e) => {
+            tracing::debug!(key = %key, error = %e, "skipping an undecodable etcd registry entry");
+            None
+        }
+    }
+}
+
+fn apps_from_entries(entries: &BTreeMap<String, InstanceInfo>, revision: i64) -> Applications {
+    let mut apps: Vec<Application> = Vec::new();
+    for inst in entries.values() {
+        match apps.iter_mut().find(|a| a.name == inst.app) {
+            Some(a) => a.instances.push(inst.clone()),
+            None => apps.push(Application {
+                name: inst.app.clone(),
+                instances: vec![inst.clone()],
+            }),
+        }
+    }
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Applications {
+        versions_delta: revision.to_string(),
+        apps_hashcode: String::new(),
+        applications: apps,
+    };
+    out.apps_hashcode = out.compute_hashcode();
+    out
 }
 
 impl EtcdRegistry {
@@ -249,6 +286,12 @@ impl EtcdRegistry {
 
     /// Lists the registry from etcd.
     pub async fn fetch(&self) -> Result<Applications, ClientError> {
+        let (entries, revision) = self.fetch_entries().await?;
+        Ok(apps_from_entries(&entries, revision))
+    }
+
+    /// Every registry key with its instance, and the store revision of the listing.
+    async fn fetch_entries(&self) -> Result<(BTreeMap<String, InstanceInfo>, i64), ClientError> {
         let prefix = self.inner.config.prefix.as_bytes();
         let res = self
             .call(
@@ -256,53 +299,27 @@ impl EtcdRegistry {
                 json!({ "key": base64(prefix), "range_end": base64(&prefix_end(prefix)) }),
             )
             .await?;
-        let mut apps: Vec<Application> = Vec::new();
+        let mut entries = BTreeMap::new();
         for kv in res
             .get("kvs")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let Some(value) = kv.get("value").and_then(Value::as_str) else {
-                continue;
-            };
-            let bytes = base64_decode(value)
-                .ok_or_else(|| client_error::decode("etcd value is not base64"))?;
-            let inst = match wire::decode_instance(&bytes) {
-                Ok(i) => i,
-                Err(e) => {
-                    // A foreign or corrupt key must not hide the rest of the registry.
-                    tracing::debug!(error = %e, "skipping an undecodable etcd registry entry");
-                    continue;
-                }
-            };
-            match apps.iter_mut().find(|a| a.name == inst.app) {
-                Some(a) => a.instances.push(inst),
-                None => apps.push(Application {
-                    name: inst.app.clone(),
-                    instances: vec![inst],
-                }),
+            if let Some((key, inst)) = decode_kv(kv) {
+                entries.insert(key, inst);
             }
         }
-        apps.sort_by(|a, b| a.name.cmp(&b.name));
         let revision = res
             .get("header")
             .and_then(|h| int_field(h, "revision"))
             .unwrap_or(0);
-        let mut out = Applications {
-            versions_delta: revision.to_string(),
-            apps_hashcode: String::new(),
-            applications: apps,
-        };
-        out.apps_hashcode = out.compute_hashcode();
-        Ok(out)
+        Ok((entries, revision))
     }
 
-    /// Fetches and publishes to the local cache; on error the cache keeps the last registry.
-    pub async fn refresh(&self) -> Result<(), ClientError> {
-        let apps = self.fetch().await?;
+    fn publish(&self, apps: Applications) {
         self.inner.cache.send_if_modified(|current| {
-            // The revision moves with every keep-alive-free write; compare the content only.
+            // The revision moves with unrelated writes; compare the content only.
             if current.applications == apps.applications {
                 false
             } else {
@@ -310,7 +327,115 @@ impl EtcdRegistry {
                 true
             }
         });
+    }
+
+    /// Fetches and publishes to the local cache; on error the cache keeps the last registry.
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let apps = self.fetch().await?;
+        self.publish(apps);
         Ok(())
+    }
+
+    /// Follows the registry through an etcd watch instead of polling: a listing, then every
+    /// change as etcd reports it, published to the cache at once. When the stream breaks (etcd
+    /// restarted, revision compacted) it lists and watches again after `refresh_interval`; the
+    /// cache keeps serving meanwhile.
+    pub fn spawn_watch(&self) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.watch_once().await {
+                    tracing::debug!(error = %e, "etcd watch ended; listing and watching again");
+                }
+                tokio::time::sleep(this.inner.config.refresh_interval).await;
+            }
+        })
+    }
+
+    async fn watch_once(&self) -> Result<(), ClientError> {
+        let (mut entries, revision) = self.fetch_entries().await?;
+        self.publish(apps_from_entries(&entries, revision));
+        let eps = &self.inner.config.endpoints;
+        let ep = &eps[self.inner.preferred.load(Ordering::Relaxed) % eps.len()];
+        let prefix = self.inner.config.prefix.as_bytes();
+        let body = json!({ "create_request": {
+            "key": base64(prefix),
+            "range_end": base64(&prefix_end(prefix)),
+            "start_revision": (revision + 1).to_string(),
+        }});
+        let uri = format!("{}/v3/watch", ep.trim_end_matches('/'));
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| client_error::config(format!("bad etcd URL {uri:?}: {e}")))?;
+        let res = tokio::time::timeout(
+            self.inner.config.request_timeout,
+            self.inner.http.request(req),
+        )
+        .await
+        .map_err(|_| client_error::unavailable(format!("{uri}: timed out")))?
+        .map_err(|e| client_error::unavailable(format!("{uri}: {e}")))?;
+        if !res.status().is_success() {
+            return Err(client_error::status(res.status(), b""));
+        }
+        let mut body = res.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| client_error::unavailable(format!("{uri}: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            // The gateway writes one JSON message per line.
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let msg: Value = serde_json::from_slice(&line).map_err(|e| {
+                    client_error::decode(format!("etcd watch sent invalid JSON: {e}"))
+                })?;
+                let Some(result) = msg.get("result") else {
+                    return Err(client_error::unavailable(format!(
+                        "etcd watch failed: {msg}"
+                    )));
+                };
+                if result.get("canceled").and_then(Value::as_bool) == Some(true) {
+                    return Err(client_error::unavailable(format!(
+                        "etcd canceled the watch: {result}"
+                    )));
+                }
+                let events = result.get("events").and_then(Value::as_array);
+                if events.is_none_or(|e| e.is_empty()) {
+                    continue;
+                }
+                for ev in events.into_iter().flatten() {
+                    let Some(kv) = ev.get("kv") else { continue };
+                    if ev.get("type").and_then(Value::as_str) == Some("DELETE") {
+                        if let Some(key) = kv
+                            .get("key")
+                            .and_then(Value::as_str)
+                            .and_then(base64_decode)
+                            .and_then(|k| String::from_utf8(k).ok())
+                        {
+                            entries.remove(&key);
+                        }
+                    } else if let Some((key, inst)) = decode_kv(kv) {
+                        entries.insert(key, inst);
+                    }
+                }
+                let rev = result
+                    .get("header")
+                    .and_then(|h| int_field(h, "revision"))
+                    .unwrap_or(revision);
+                self.publish(apps_from_entries(&entries, rev));
+            }
+        }
+        Err(client_error::unavailable(format!(
+            "{uri}: watch stream ended"
+        )))
     }
 
     /// The local cache.

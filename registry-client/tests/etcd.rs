@@ -139,3 +139,37 @@ async fn fails_over_to_the_next_endpoint_and_keeps_the_cache() {
     assert!(err.is_unavailable(), "{err}");
     reg.shutdown().await.unwrap();
 }
+
+async fn next_change(d: &mut palisade_registry_client::EndpointDiscover) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), d.next()).await {
+        Ok(Some(Ok(Change::Insert(k, _)))) => format!("+{k}"),
+        Ok(Some(Ok(Change::Remove(k)))) => format!("-{k}"),
+        other => panic!("no change within 10 s: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_watch_delivers_changes_without_polling() {
+    let r = EtcdRegistry::new(EtcdConfig {
+        endpoints: vec![endpoint()],
+        prefix: format!("/palisade-test/watch/{}/", std::process::id()),
+        lease_ttl: Duration::from_secs(2),
+        // Far longer than the test: only the watch can deliver the changes in time.
+        refresh_interval: Duration::from_secs(600),
+        request_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let watch = r.spawn_watch();
+    let mut disco = r.discover_app("orders");
+    let w1 = r.register(inst("orders", "w1", 9001)).await.unwrap();
+    assert_eq!(next_change(&mut disco).await, "+w1");
+    // Whether w1 came with the first listing or the watch, w2 can only come through the watch.
+    let w2 = r.register(inst("orders", "w2", 9002)).await.unwrap();
+    assert_eq!(next_change(&mut disco).await, "+w2");
+    w1.shutdown().await.unwrap();
+    assert_eq!(next_change(&mut disco).await, "-w1");
+    // An expiring lease is a DELETE event too.
+    w2.abandon();
+    assert_eq!(next_change(&mut disco).await, "-w2");
+    watch.abort();
+}
