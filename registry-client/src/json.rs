@@ -58,6 +58,76 @@ pub fn encode_applications(apps: &Applications) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Encodes `{"applications": …}` in the compact form a Java server answers to
+/// `X-Eureka-Accept: compact`: per instance only `instanceId`, `app`, `ipAddr`, the VIPs,
+/// `dataCenterInfo`, `hostName`, `status`, `lastUpdatedTimestamp` (a number), `actionType` and
+/// the ports, in Java's order.
+pub fn encode_applications_compact(apps: &Applications) -> Vec<u8> {
+    let n: usize = apps.applications.iter().map(|a| a.instances.len()).sum();
+    let mut out = String::with_capacity(256 + 400 * n);
+    out.push_str("{\"applications\":{\"application\":[");
+    for (i, app) in apps.applications.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_application_compact(&mut out, app);
+    }
+    out.push_str("],\"registeredApplicationsEmpty\":");
+    out.push_str(if apps.applications.is_empty() {
+        "true"
+    } else {
+        "false"
+    });
+    out.push_str(",\"versions__delta\":");
+    write_str(&mut out, &apps.versions_delta);
+    out.push_str(",\"apps__hashcode\":");
+    write_str(&mut out, &apps.apps_hashcode);
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+/// Encodes `{"application": …}` in the compact form (see [`encode_applications_compact`]).
+pub fn encode_application_compact(app: &Application) -> Vec<u8> {
+    let mut out = String::with_capacity(256 + 400 * app.instances.len());
+    out.push_str("{\"application\":");
+    write_application_compact(&mut out, app);
+    out.push('}');
+    out.into_bytes()
+}
+
+fn write_application_compact(out: &mut String, app: &Application) {
+    out.push_str("{\"name\":");
+    write_str(out, &app.name);
+    out.push_str(",\"instance\":[");
+    for (i, inst) in app.instances.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"instanceId\":");
+        write_str(out, inst.id());
+        field_str(out, "app", &inst.app);
+        field_str(out, "ipAddr", &inst.ip_addr);
+        field_opt(out, "vipAddress", inst.vip_address.as_deref());
+        field_opt(out, "secureVipAddress", inst.secure_vip_address.as_deref());
+        out.push_str(",\"dataCenterInfo\":{\"@class\":");
+        write_str(out, &inst.data_center_info.class);
+        field_str(out, "name", &inst.data_center_info.name);
+        if !inst.data_center_info.metadata.is_empty() {
+            out.push_str(",\"metadata\":");
+            write_map(out, &inst.data_center_info.metadata);
+        }
+        out.push('}');
+        field_str(out, "hostName", &inst.host_name);
+        field_str(out, "status", inst.status.as_str());
+        field_num(out, "lastUpdatedTimestamp", inst.last_updated_timestamp);
+        field_opt(out, "actionType", inst.action_type.map(ActionType::as_str));
+        write_port(out, "port", inst.port);
+        write_port(out, "securePort", inst.secure_port);
+        out.push('}');
+    }
+    out.push_str("]}");
+}
+
 fn write_application(out: &mut String, app: &Application) {
     out.push_str("{\"name\":");
     write_str(out, &app.name);

@@ -52,6 +52,70 @@ pub fn encode_applications(apps: &Applications) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Encodes `<applications>…</applications>` in the compact form (see
+/// [`crate::json::encode_applications_compact`]).
+pub fn encode_applications_compact(apps: &Applications) -> Vec<u8> {
+    let n: usize = apps.applications.iter().map(|a| a.instances.len()).sum();
+    let mut out = String::with_capacity(256 + 500 * n);
+    out.push_str("<applications>");
+    for app in &apps.applications {
+        write_application_compact(&mut out, app);
+    }
+    elem(
+        &mut out,
+        "registeredApplicationsEmpty",
+        if apps.applications.is_empty() {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    elem(&mut out, "versions__delta", &apps.versions_delta);
+    elem(&mut out, "apps__hashcode", &apps.apps_hashcode);
+    out.push_str("</applications>");
+    out.into_bytes()
+}
+
+/// Encodes `<application>…</application>` in the compact form.
+pub fn encode_application_compact(app: &Application) -> Vec<u8> {
+    let mut out = String::with_capacity(256 + 500 * app.instances.len());
+    write_application_compact(&mut out, app);
+    out.into_bytes()
+}
+
+fn write_application_compact(out: &mut String, app: &Application) {
+    out.push_str("<application>");
+    elem(out, "name", &app.name);
+    for inst in &app.instances {
+        out.push_str("<instance>");
+        elem(out, "instanceId", inst.id());
+        elem(out, "app", &inst.app);
+        elem(out, "ipAddr", &inst.ip_addr);
+        elem_opt(out, "vipAddress", inst.vip_address.as_deref());
+        elem_opt(out, "secureVipAddress", inst.secure_vip_address.as_deref());
+        out.push_str("<dataCenterInfo class=\"");
+        escape_into(out, &inst.data_center_info.class);
+        out.push_str("\">");
+        elem(out, "name", &inst.data_center_info.name);
+        if !inst.data_center_info.metadata.is_empty() {
+            map(out, "metadata", &inst.data_center_info.metadata);
+        }
+        out.push_str("</dataCenterInfo>");
+        elem(out, "hostName", &inst.host_name);
+        elem(out, "status", inst.status.as_str());
+        let _ = write!(
+            out,
+            "<lastUpdatedTimestamp>{}</lastUpdatedTimestamp>",
+            inst.last_updated_timestamp
+        );
+        elem_opt(out, "actionType", inst.action_type.map(|a| a.as_str()));
+        port(out, "port", inst.port);
+        port(out, "securePort", inst.secure_port);
+        out.push_str("</instance>");
+    }
+    out.push_str("</application>");
+}
+
 fn write_application(out: &mut String, app: &Application) {
     out.push_str("<application>");
     elem(out, "name", &app.name);

@@ -323,3 +323,28 @@ fn decodes_captured_java_server_payloads_identically_in_both_formats() {
         from_xml
     );
 }
+
+/// `X-Eureka-Accept: compact` answers captured from the same Java server: our compact encoders
+/// write the same bytes from the decoded registry.
+#[test]
+fn compact_form_matches_the_java_server_byte_for_byte() {
+    let json_doc = include_str!("fixtures/java-server-apps-compact.json").trim_end();
+    let xml_doc = include_str!("fixtures/java-server-apps-compact.xml");
+    let from_json = json::decode_applications(json_doc.as_bytes()).unwrap();
+    let from_xml = xml::decode_applications(xml_doc.as_bytes()).unwrap();
+    assert_eq!(from_json, from_xml);
+    let i = &from_json.applications[0].instances[0];
+    assert_eq!(
+        i.last_updated_timestamp, 1_795_858_795_200,
+        "a number in compact JSON"
+    );
+    assert_eq!(i.secure_vip_address.as_deref(), Some("probe-s"));
+    assert_eq!(
+        String::from_utf8(json::encode_applications_compact(&from_json)).unwrap(),
+        json_doc
+    );
+    assert_eq!(
+        String::from_utf8(xml::encode_applications_compact(&from_json)).unwrap(),
+        xml_doc
+    );
+}

@@ -28,6 +28,9 @@ use crate::replication::{Action, Replicator, Task};
 /// The header peers put on replicated writes.
 pub const REPLICATION_HEADER: &str = "x-netflix-discovery-replication";
 
+/// The header a Java client sets to ask for the compact form.
+pub const X_EUREKA_ACCEPT: &str = "x-eureka-accept";
+
 /// The base paths every resource is served under.
 pub const BASE_PATHS: [&str; 2] = ["/eureka/v2", "/eureka"];
 
@@ -43,6 +46,7 @@ struct CacheKey {
     entity: Entity,
     json: bool,
     gzip: bool,
+    compact: bool,
 }
 
 struct CacheEntry {
@@ -136,11 +140,15 @@ impl Shared {
             };
             (apps, reg.version())
         };
-        let raw = match (&apps, key.json) {
-            (Payload::Apps(a), true) => json::encode_applications(a),
-            (Payload::Apps(a), false) => xml::encode_applications(a),
-            (Payload::App(a), true) => json::encode_application(a),
-            (Payload::App(a), false) => xml::encode_application(a),
+        let raw = match (&apps, key.json, key.compact) {
+            (Payload::Apps(a), true, false) => json::encode_applications(a),
+            (Payload::Apps(a), false, false) => xml::encode_applications(a),
+            (Payload::App(a), true, false) => json::encode_application(a),
+            (Payload::App(a), false, false) => xml::encode_application(a),
+            (Payload::Apps(a), true, true) => json::encode_applications_compact(a),
+            (Payload::Apps(a), false, true) => xml::encode_applications_compact(a),
+            (Payload::App(a), true, true) => json::encode_application_compact(a),
+            (Payload::App(a), false, true) => xml::encode_application_compact(a),
         };
         // A cached body is compressed once per cache period, so spend more CPU for a smaller
         // body in read-only mode; when every write invalidates, compress fast.
@@ -180,6 +188,8 @@ type AppState = Arc<Shared>;
 struct Negotiated {
     json: bool,
     gzip: bool,
+    /// `X-Eureka-Accept: compact` (applications, application, delta and VIP resources).
+    compact: bool,
 }
 
 fn negotiate(headers: &HeaderMap) -> Negotiated {
@@ -193,6 +203,7 @@ fn negotiate(headers: &HeaderMap) -> Negotiated {
     Negotiated {
         json: has(ACCEPT, "application/json"),
         gzip: has(ACCEPT_ENCODING, "gzip"),
+        compact: has(http::HeaderName::from_static(X_EUREKA_ACCEPT), "compact"),
     }
 }
 
@@ -511,6 +522,7 @@ async fn get_apps(State(shared): State<AppState>, headers: HeaderMap) -> Respons
         entity: Entity::Full,
         json: n.json,
         gzip: n.gzip,
+        compact: n.compact,
     };
     match shared.cached(key) {
         Some(b) => body_response(b, n),
@@ -527,6 +539,7 @@ async fn get_delta(State(shared): State<AppState>, headers: HeaderMap) -> Respon
         entity: Entity::Delta,
         json: n.json,
         gzip: n.gzip,
+        compact: n.compact,
     };
     match shared.cached(key) {
         Some(b) => body_response(b, n),
@@ -544,6 +557,7 @@ async fn get_app(
         entity: Entity::App(app.to_ascii_uppercase()),
         json: n.json,
         gzip: n.gzip,
+        compact: n.compact,
     };
     match shared.cached(key) {
         Some(b) => body_response(b, n),
@@ -581,14 +595,13 @@ fn vip_response(shared: &Shared, vip: &str, secure: bool, headers: &HeaderMap) -
         return status_only(StatusCode::NOT_FOUND);
     }
     let n = negotiate(headers);
-    encode_fresh(
-        if n.json {
-            json::encode_applications(&apps)
-        } else {
-            xml::encode_applications(&apps)
-        },
-        n,
-    )
+    let raw = match (n.json, n.compact) {
+        (true, false) => json::encode_applications(&apps),
+        (false, false) => xml::encode_applications(&apps),
+        (true, true) => json::encode_applications_compact(&apps),
+        (false, true) => xml::encode_applications_compact(&apps),
+    };
+    encode_fresh(raw, n)
 }
 
 async fn get_vip(

@@ -17,7 +17,9 @@
 //! * peer replication ([`PeerConfig`]): client writes go to the other servers in batches, a
 //!   starting server pulls the registry from a peer, conflicts resolve by `lastDirtyTimestamp`.
 //!
-//! Not yet: AWS-specific features, `X-Eureka-Accept: compact`, remote regions.
+//! * `X-Eureka-Accept: compact` answers in the Java server's compact form.
+//!
+//! Not yet: AWS-specific features, remote regions.
 //!
 //! | feature | what it adds |
 //! |---|---|

@@ -571,3 +571,56 @@ async fn delta_can_be_disabled_and_status_and_dashboard_render() {
     .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn compact_form_on_request() {
+    let server = immediate();
+    register(&server, "/eureka", "ORDERS", ORDERS_JSON).await;
+    for uri in [
+        "/eureka/apps/",
+        "/eureka/apps/delta",
+        "/eureka/apps/ORDERS",
+        "/eureka/vips/orders",
+    ] {
+        let (s, _, full) = call(
+            &server,
+            req("GET", uri)
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, compact) = call(
+            &server,
+            req("GET", uri)
+                .header("accept", "application/json")
+                .header("x-eureka-accept", "compact")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let compact = String::from_utf8(compact).unwrap();
+        assert!(compact.len() < full.len(), "{uri}");
+        assert!(
+            !compact.contains("leaseInfo") && !compact.contains("metadata"),
+            "{compact}"
+        );
+        assert!(
+            compact.contains(r#""instanceId":"h1:orders:8080""#),
+            "{compact}"
+        );
+    }
+    let (_, _, xml_compact) = call(
+        &server,
+        req("GET", "/eureka/apps/")
+            .header("x-eureka-accept", "compact")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let apps = xml::decode_applications(&xml_compact).unwrap();
+    assert_eq!(apps.instances().next().unwrap().lease_info, None);
+    assert_eq!(apps.apps_hashcode, "UP_1_");
+}
