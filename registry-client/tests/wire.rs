@@ -348,3 +348,14 @@ fn compact_form_matches_the_java_server_byte_for_byte() {
         xml_doc
     );
 }
+
+/// The full JSON form too: re-encoding the Java server's answer gives the same bytes.
+#[test]
+fn full_json_matches_the_java_server_byte_for_byte() {
+    let doc = include_str!("fixtures/java-server-apps.json").trim_end();
+    let apps = json::decode_applications(doc.as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8(json::encode_applications(&apps)).unwrap(),
+        doc
+    );
+}
