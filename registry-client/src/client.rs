@@ -92,6 +92,9 @@ pub struct ClientConfig {
     pub renewal_interval: Duration,
     /// Always do full fetches (default false: full once, then deltas).
     pub disable_delta: bool,
+    /// Largest response body accepted, after decompression (default 64 MiB); a larger one
+    /// counts as a failed server.
+    pub max_response_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -103,6 +106,7 @@ impl Default for ClientConfig {
             registry_fetch_interval: Duration::from_secs(30),
             renewal_interval: Duration::from_secs(30),
             disable_delta: false,
+            max_response_bytes: 64 << 20,
         }
     }
 }
@@ -364,6 +368,11 @@ impl RegistryClient {
         if config.service_urls.is_empty() {
             return Err(err(ErrorKind::Config("no service URL".into())));
         }
+        if config.max_response_bytes == 0 {
+            return Err(err(ErrorKind::Config(
+                "max_response_bytes must be positive".into(),
+            )));
+        }
         if config.request_timeout.is_zero()
             || config.registry_fetch_interval.is_zero()
             || config.renewal_interval.is_zero()
@@ -439,17 +448,21 @@ impl RegistryClient {
                     .headers()
                     .get(CONTENT_ENCODING)
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-                let bytes = res
-                    .into_body()
+                let limit = self.inner.config.max_response_bytes;
+                let bytes = http_body_util::Limited::new(res.into_body(), limit)
                     .collect()
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("response body: {e}"))?
                     .to_bytes();
                 let bytes = if gz {
                     let mut out = Vec::new();
                     flate2::read::GzDecoder::new(&bytes[..])
+                        .take(limit as u64 + 1)
                         .read_to_end(&mut out)
                         .map_err(|e| format!("bad gzip body: {e}"))?;
+                    if out.len() > limit {
+                        return Err(format!("response larger than {limit} bytes"));
+                    }
                     Bytes::from(out)
                 } else {
                     bytes

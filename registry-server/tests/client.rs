@@ -380,3 +380,24 @@ async fn a_tower_balancer_follows_the_discover_stream() {
         assert_eq!(balance.ready().await.unwrap().call(()).await.unwrap(), 7002);
     }
 }
+
+#[tokio::test]
+async fn an_oversized_answer_counts_as_a_failed_server() {
+    let s = Running::immediate().await;
+    let setup = client(&[&s.url]);
+    for i in 0..20 {
+        setup.register(&inst("A", &format!("a{i}"))).await.unwrap();
+    }
+    let small = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(&s.url)],
+        max_response_bytes: 2_000,
+        ..Default::default()
+    })
+    .unwrap();
+    let err = small.fetch_full().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().contains("2000"), "{err}");
+    // The cache is untouched.
+    assert!(small.refresh().await.is_err());
+    assert!(small.applications().applications.is_empty());
+}
