@@ -269,3 +269,155 @@ async fn the_java_eureka_client_with_our_server() {
     let _ = stop_tx.send(());
     serving.await.unwrap().unwrap();
 }
+
+/// Polls (bounded) until `ids` of application `app` on the server behind `c` are exactly `want`.
+async fn converge_on(c: &RegistryClient, app: &str, want: &[&str], what: &str) {
+    let mut last = None;
+    for _ in 0..300 {
+        match c.fetch_application(app).await {
+            Ok(a) => {
+                let mut ids: Vec<String> = a.instances.iter().map(|i| i.id().to_owned()).collect();
+                ids.sort();
+                if ids == want {
+                    return;
+                }
+                last = Some(format!("{ids:?}"));
+            }
+            Err(e) if e.status() == Some(http::StatusCode::NOT_FOUND) && want.is_empty() => return,
+            Err(e) => last = Some(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: never saw {want:?} for {app}; last: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_server_and_the_java_server_replicate_to_each_other() {
+    let jar = env("PALISADE_JAVA_EUREKA_SERVER_JAR");
+    let java_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let our_port = listener.local_addr().unwrap().port();
+    let server = RegistryServer::new(ServerConfig {
+        use_read_only_response_cache: false,
+        peers: palisade_registry_server::PeerConfig {
+            peer_urls: vec![format!("http://127.0.0.1:{java_port}/eureka/")],
+            max_batch_delay: Duration::from_millis(50),
+            retry_backoff: Duration::from_millis(200),
+            sync_retries: 1,
+            wait_time_when_sync_empty: Duration::ZERO,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.clone().serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    // A stock Java server whose only peer is ours. Its own host name must differ from the peer
+    // URL's host, or Java drops the URL as its own.
+    let mut java = Command::new("java")
+        .args(["-XX:TieredStopAtLevel=1", "-jar", &jar])
+        .arg(format!("--server.port={java_port}"))
+        .arg(format!(
+            "--eureka.client.service-url.defaultZone=http://127.0.0.1:{our_port}/eureka/"
+        ))
+        .args([
+            "--eureka.instance.hostname=java-peer",
+            "--eureka.client.register-with-eureka=false",
+            "--eureka.client.fetch-registry=true",
+            "--eureka.client.registry-fetch-interval-seconds=1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Java Eureka server");
+    let on_java = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(format!(
+            "http://127.0.0.1:{java_port}/eureka/"
+        ))],
+        request_timeout: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut up = false;
+    for _ in 0..1200 {
+        if on_java.fetch_full().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the Java peer did not start within 120 s");
+    let on_ours = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(format!(
+            "http://127.0.0.1:{our_port}/eureka/"
+        ))],
+        ..Default::default()
+    })
+    .unwrap();
+
+    // Ours to Java: our batch sender, Java's batch receiver.
+    on_ours
+        .register(&inst("peered", "from-ours", 9301))
+        .await
+        .unwrap();
+    converge_on(
+        &on_java,
+        "PEERED",
+        &["from-ours"],
+        "Java receiving our replication",
+    )
+    .await;
+    // Java to ours: Java's batch sender, our batch receiver.
+    on_java
+        .register(&inst("peered", "from-java", 9302))
+        .await
+        .unwrap();
+    converge_on(
+        &on_ours,
+        "PEERED",
+        &["from-java", "from-ours"],
+        "ours receiving Java's replication",
+    )
+    .await;
+    // Status overrides and cancels travel both ways too.
+    on_java
+        .set_status_override("peered", "from-ours", InstanceStatus::OutOfService)
+        .await
+        .unwrap();
+    let mut replicated = false;
+    for _ in 0..300 {
+        let apps = server.applications();
+        if apps
+            .instances()
+            .any(|i| i.id() == "from-ours" && i.status == InstanceStatus::OutOfService)
+        {
+            replicated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replicated, "Java's StatusUpdate did not reach us");
+    on_ours.cancel("peered", "from-java").await.unwrap();
+    converge_on(
+        &on_java,
+        "PEERED",
+        &["from-ours"],
+        "Java receiving our cancel",
+    )
+    .await;
+    on_java.cancel("peered", "from-ours").await.unwrap();
+    converge_on(&on_ours, "PEERED", &[], "ours receiving Java's cancel").await;
+
+    java.start_kill().unwrap();
+    let _ = java.wait().await;
+    let _ = stop_tx.send(());
+    serving.await.unwrap().unwrap();
+}

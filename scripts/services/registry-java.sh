@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh. Builds the Java Eureka server and client (Spring Cloud 2025.1.4,
 # Boot 4.0.7; registry-server/tests/java) once with Maven (~/.m2 caches the dependencies), starts
 # the Java Eureka server on 127.0.0.1, registers its PID, and exports PALISADE_JAVA_EUREKA_URL and
-# PALISADE_JAVA_EUREKA_CLIENT_JAR for registry-server/tests/java_interop.rs.
+# PALISADE_JAVA_EUREKA_CLIENT_JAR and PALISADE_JAVA_EUREKA_SERVER_JAR (the peering test starts its
+# own Java server) for registry-server/tests/java_interop.rs.
 
 registry_java_start() {
   local dir="$PWD/registry-server/tests/java"
@@ -28,6 +29,7 @@ registry_java_start() {
       echo "Java Eureka server up at $url after ${i}s (pid $pid)"
       export PALISADE_JAVA_EUREKA_URL="$url"
       export PALISADE_JAVA_EUREKA_CLIENT_JAR="$client_jar"
+      export PALISADE_JAVA_EUREKA_SERVER_JAR="$server_jar"
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
