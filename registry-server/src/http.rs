@@ -136,7 +136,16 @@ impl Shared {
             let apps = match &key.entity {
                 Entity::Full => Payload::Apps(reg.applications()),
                 Entity::Delta => Payload::Apps(reg.delta()),
-                Entity::App(name) => Payload::App(reg.application(name)?),
+                Entity::App(name) => match reg.application(name) {
+                    Some(app) => Payload::App(app),
+                    None => {
+                        drop(reg);
+                        // The application is gone: forget its bodies so the cache stays bounded
+                        // by the applications that exist.
+                        self.cache().remove(&key);
+                        return None;
+                    }
+                },
             };
             (apps, reg.version())
         };
