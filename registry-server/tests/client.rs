@@ -261,8 +261,8 @@ async fn registration_heartbeats_reregisters_and_deregisters() {
     })
     .unwrap();
     let reg = c.start_registration(inst("orders", "o1"));
-    // The background task registers at once; wait for it (bounded).
-    for _ in 0..200 {
+    // The background task registers at once; wait for it (bounded, 10 s).
+    for _ in 0..1000 {
         if !s.ids().is_empty() {
             break;
         }
