@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::body::Body;
@@ -61,8 +61,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     cache: Mutex<HashMap<CacheKey, CacheEntry>>,
     pub(crate) config: ServerConfig,
-    /// Set when serving with peers.
-    pub(crate) replicator: OnceLock<Replicator>,
+    /// Sends client writes to the peers (none until `serve` or `set_peers`).
+    pub(crate) replicator: Replicator,
     /// Fetches answer 403 until then (start-up sync from peers found nothing).
     pub(crate) warm_up_until: Mutex<Option<Instant>>,
 }
@@ -73,7 +73,7 @@ impl Shared {
             registry: Mutex::new(Registry::new(config.clone(), wall_ms)),
             cache: Mutex::new(HashMap::new()),
             config,
-            replicator: OnceLock::new(),
+            replicator: Replicator::new(),
             warm_up_until: Mutex::new(None),
         }
     }
@@ -90,9 +90,9 @@ impl Shared {
         if replicated {
             return;
         }
-        if let Some(r) = self.replicator.get() {
+        if self.replicator.has_peers() {
             let info = self.registry().instance(app, id);
-            r.replicate(Task {
+            self.replicator.replicate(Task {
                 action,
                 app: app.to_ascii_uppercase(),
                 id: id.to_owned(),

@@ -117,6 +117,23 @@ impl RegistryServer {
         self.shared.registry().tick().len()
     }
 
+    /// Replaces the peers client writes are replicated to (the `peers.peer_urls` of the
+    /// configuration are the first set; this is how a peer list refreshed from DNS or dynamic
+    /// configuration gets in). New peers get writes from now on; no start-up pull is made. Call it
+    /// inside a Tokio runtime.
+    pub fn set_peers(&self, urls: Vec<String>) {
+        self.shared.replicator.set_peers(
+            Arc::downgrade(&self.shared),
+            &self.shared.config.peers,
+            &urls,
+        );
+    }
+
+    /// The peers client writes are replicated to now.
+    pub fn peers(&self) -> Vec<String> {
+        self.shared.replicator.peer_urls()
+    }
+
     /// Serves on `listener` until `shutdown` completes, running eviction in the background.
     /// With peers configured it also replicates client writes to them and pulls the registry
     /// from them on start (fetches answer 403 for `wait_time_when_sync_empty` if that pull
@@ -130,10 +147,11 @@ impl RegistryServer {
         let sync = if peers.peer_urls.is_empty() {
             None
         } else {
-            let _ = self.shared.replicator.set(replication::Replicator::start(
+            self.shared.replicator.set_peers(
                 Arc::downgrade(&self.shared),
                 &peers,
-            ));
+                &peers.peer_urls,
+            );
             let shared = self.shared.clone();
             Some(tokio::spawn(async move {
                 let count = replication::sync_from_peers(&shared, &peers).await;

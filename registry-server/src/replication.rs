@@ -136,46 +136,69 @@ impl Default for PeerConfig {
     }
 }
 
-/// The senders to each peer's batching worker.
+/// The senders to each peer's batching worker; the peer set can change at run time.
 pub(crate) struct Replicator {
-    peers: Vec<mpsc::UnboundedSender<Task>>,
+    peers: std::sync::Mutex<Vec<(String, mpsc::UnboundedSender<Task>)>>,
+    http: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Replicator {
-    /// Starts one batching worker per peer.
-    pub(crate) fn start(shared: Weak<Shared>, config: &PeerConfig) -> Self {
-        let http: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let peers = config
-            .peer_urls
-            .iter()
-            .map(|url| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let (base, auth) = match palisade_registry_client::split_credentials(url) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::info!(peer = %url, error = %e, "unusable peer URL; not replicating to it");
-                        (url.trim_end_matches('/').to_owned(), None)
-                    }
-                };
-                tokio::spawn(peer_worker(
-                    base,
-                    auth,
-                    rx,
-                    tx.downgrade(),
-                    shared.clone(),
-                    http.clone(),
-                    config.clone(),
-                ));
-                tx
-            })
-            .collect();
-        Replicator { peers }
+    /// A replicator with no peer.
+    pub(crate) fn new() -> Self {
+        Replicator {
+            peers: std::sync::Mutex::new(Vec::new()),
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, Vec<(String, mpsc::UnboundedSender<Task>)>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether there is any peer to replicate to.
+    pub(crate) fn has_peers(&self) -> bool {
+        !self.peers().is_empty()
+    }
+
+    /// The peer URLs in force.
+    pub(crate) fn peer_urls(&self) -> Vec<String> {
+        self.peers().iter().map(|(u, _)| u.clone()).collect()
+    }
+
+    /// Replaces the peer set: a batching worker starts for each new URL; a removed peer's worker
+    /// stops once its queue and retries are done. Must run inside a Tokio runtime.
+    pub(crate) fn set_peers(&self, shared: Weak<Shared>, config: &PeerConfig, urls: &[String]) {
+        let mut peers = self.peers();
+        peers.retain(|(u, _)| urls.contains(u));
+        for url in urls {
+            if peers.iter().any(|(u, _)| u == url) {
+                continue;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (base, auth) = match palisade_registry_client::split_credentials(url) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::info!(peer = %url, error = %e, "unusable peer URL; not replicating to it");
+                    continue;
+                }
+            };
+            tokio::spawn(peer_worker(
+                base,
+                auth,
+                rx,
+                tx.downgrade(),
+                shared.clone(),
+                self.http.clone(),
+                config.clone(),
+            ));
+            tracing::info!(peer = %url, "replicating to a new peer");
+            peers.push((url.clone(), tx));
+        }
     }
 
     /// Queues `task` for every peer.
     pub(crate) fn replicate(&self, task: Task) {
-        for p in &self.peers {
+        for (_, p) in self.peers().iter() {
             let _ = p.send(task.clone());
         }
     }

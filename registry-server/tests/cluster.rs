@@ -340,3 +340,49 @@ async fn undelivered_replication_is_retried_until_the_peer_answers() {
     task_a.await.unwrap().unwrap();
     task_b.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_set_can_change_at_run_time() {
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (aa, ab) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    // Both start without peers (so without auth in the URLs: plain nodes).
+    let plain = |l| async move {
+        let server = RegistryServer::new(ServerConfig {
+            use_read_only_response_cache: false,
+            peers: PeerConfig { max_batch_delay: Duration::from_millis(20), ..Default::default() },
+            ..Default::default()
+        })
+        .unwrap();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.clone().serve(l, async {
+            let _ = rx.await;
+        }));
+        Node { server, stop, task }
+    };
+    let a = plain(la).await;
+    let b = plain(lb).await;
+    let on_a = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(format!("http://{aa}/eureka/"))],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(a.server.peers().is_empty());
+
+    let b_url = format!("http://{ab}/eureka/");
+    a.server.set_peers(vec![b_url.clone()]);
+    assert_eq!(a.server.peers(), [b_url.clone()]);
+    on_a.register(&inst("p1")).await.unwrap();
+    converge(&[&b], &["p1"]).await;
+
+    // Peer removed: p2 stays on A. Peer added back: p3 reaches B, p2 never does.
+    a.server.set_peers(vec![]);
+    on_a.register(&inst("p2")).await.unwrap();
+    a.server.set_peers(vec![b_url]);
+    on_a.register(&inst("p3")).await.unwrap();
+    converge(&[&b], &["p1", "p3"]).await;
+    assert_eq!(a.ids(), ["p1", "p2", "p3"]);
+
+    a.stop().await;
+    b.stop().await;
+}
