@@ -350,7 +350,10 @@ async fn the_peer_set_can_change_at_run_time() {
     let plain = |l| async move {
         let server = RegistryServer::new(ServerConfig {
             use_read_only_response_cache: false,
-            peers: PeerConfig { max_batch_delay: Duration::from_millis(20), ..Default::default() },
+            peers: PeerConfig {
+                max_batch_delay: Duration::from_millis(20),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
