@@ -483,7 +483,7 @@ impl RegistryClient {
         Err(err(ErrorKind::Unavailable(last)))
     }
 
-    fn expect(status: StatusCode, ok: &[StatusCode]) -> Result<(), ClientError> {
+    fn expect_status(status: StatusCode, ok: &[StatusCode]) -> Result<(), ClientError> {
         if ok.contains(&status) {
             Ok(())
         } else {
@@ -508,7 +508,7 @@ impl RegistryClient {
         let (status, _) = self
             .send(Method::POST, &path, Some(json::encode_instance(inst)))
             .await?;
-        Self::expect(status, &[StatusCode::NO_CONTENT, StatusCode::OK])
+        Self::expect_status(status, &[StatusCode::NO_CONTENT, StatusCode::OK])
     }
 
     /// `PUT apps/{APP}/{ID}?status=…&lastDirtyTimestamp=…`: a heartbeat.
@@ -532,7 +532,7 @@ impl RegistryClient {
         let (status, _) = self
             .send(Method::DELETE, &Self::instance_path(app, id), None)
             .await?;
-        Self::expect(status, &[StatusCode::OK, StatusCode::NOT_FOUND])
+        Self::expect_status(status, &[StatusCode::OK, StatusCode::NOT_FOUND])
     }
 
     /// `PUT apps/{APP}/{ID}/status?value=`: an operator status override.
@@ -544,7 +544,7 @@ impl RegistryClient {
     ) -> Result<(), ClientError> {
         let path = format!("{}/status?value={status}", Self::instance_path(app, id));
         let (s, _) = self.send(Method::PUT, &path, None).await?;
-        Self::expect(s, &[StatusCode::OK])
+        Self::expect_status(s, &[StatusCode::OK])
     }
 
     /// `DELETE apps/{APP}/{ID}/status[?value=]`: removes the override.
@@ -559,7 +559,7 @@ impl RegistryClient {
             path.push_str(&format!("?value={v}"));
         }
         let (s, _) = self.send(Method::DELETE, &path, None).await?;
-        Self::expect(s, &[StatusCode::OK])
+        Self::expect_status(s, &[StatusCode::OK])
     }
 
     /// `PUT apps/{APP}/{ID}/metadata?k=v…`: merges metadata.
@@ -585,12 +585,12 @@ impl RegistryClient {
             query.join("&")
         );
         let (s, _) = self.send(Method::PUT, &path, None).await?;
-        Self::expect(s, &[StatusCode::OK])
+        Self::expect_status(s, &[StatusCode::OK])
     }
 
     async fn get_applications(&self, path: &str) -> Result<Applications, ClientError> {
         let (status, body) = self.send(Method::GET, path, None).await?;
-        Self::expect(status, &[StatusCode::OK])?;
+        Self::expect_status(status, &[StatusCode::OK])?;
         json::decode_applications(&body).map_err(|e| err(ErrorKind::Decode(e)))
     }
 
@@ -614,7 +614,7 @@ impl RegistryClient {
             utf8_percent_encode(&app.to_ascii_uppercase(), SEGMENT)
         );
         let (status, body) = self.send(Method::GET, &path, None).await?;
-        Self::expect(status, &[StatusCode::OK])?;
+        Self::expect_status(status, &[StatusCode::OK])?;
         json::decode_application(&body).map_err(|e| err(ErrorKind::Decode(e)))
     }
 
