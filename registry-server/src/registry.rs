@@ -14,6 +14,16 @@ use tokio::time::Instant;
 
 use crate::config::{LeaseExpiry, ServerConfig};
 
+/// The registry key of an application: its upper-cased name, borrowed when it already is
+/// (clients send upper-case names, so the heartbeat path does not allocate for it).
+fn upper(app: &str) -> std::borrow::Cow<'_, str> {
+    if app.bytes().any(|b| b.is_ascii_lowercase()) {
+        std::borrow::Cow::Owned(app.to_ascii_uppercase())
+    } else {
+        std::borrow::Cow::Borrowed(app)
+    }
+}
+
 /// The outcome of a heartbeat (`PUT apps/{APP}/{ID}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenewOutcome {
@@ -314,10 +324,11 @@ impl Registry {
         replication: bool,
     ) -> RenewOutcome {
         let now = Instant::now();
-        let app = app.to_ascii_uppercase();
+        let app = upper(app);
+        let app = app.as_ref();
         let Some((stored_status, stored_dirty)) = self
             .apps
-            .get(&app)
+            .get(app)
             .and_then(|m| m.get(id))
             .map(|l| (l.info.status, l.info.last_dirty_timestamp))
         else {
@@ -331,7 +342,7 @@ impl Registry {
                 return RenewOutcome::NotFound;
             }
             if status != stored_status
-                && let Some(l) = self.apps.get_mut(&app).and_then(|m| m.get_mut(id))
+                && let Some(l) = self.apps.get_mut(app).and_then(|m| m.get_mut(id))
             {
                 Arc::make_mut(&mut l.info).status = status;
             }
@@ -340,7 +351,7 @@ impl Registry {
         self.renewals_total += 1;
         #[cfg(feature = "metrics")]
         metrics::counter!("palisade_registry_renewals_total").increment(1);
-        if let Some(l) = self.apps.get_mut(&app).and_then(|m| m.get_mut(id)) {
+        if let Some(l) = self.apps.get_mut(app).and_then(|m| m.get_mut(id)) {
             l.last_renewal = now;
         }
         match last_dirty {
@@ -354,7 +365,7 @@ impl Registry {
                 RenewOutcome::NotFound
             }
             Some(theirs) if theirs < stored_dirty && replication => {
-                let info = self.instance(&app, id).expect("lease looked up above");
+                let info = self.instance(app, id).expect("lease looked up above");
                 RenewOutcome::Conflict(Box::new(info))
             }
             _ => RenewOutcome::Renewed,
@@ -364,7 +375,7 @@ impl Registry {
     /// Cancels (deregisters) an instance. Returns false when it was unknown.
     pub fn cancel(&mut self, app: &str, id: &str) -> bool {
         let now = Instant::now();
-        let removed = self.remove(&app.to_ascii_uppercase(), id, now);
+        let removed = self.remove(&upper(app), id, now);
         if removed {
             self.expected_clients = self.expected_clients.saturating_sub(1);
             self.update_threshold();
@@ -408,7 +419,7 @@ impl Registry {
         let wall = self.wall_ms(now);
         let Some(l) = self
             .apps
-            .get_mut(&app.to_ascii_uppercase())
+            .get_mut(upper(app).as_ref())
             .and_then(|m| m.get_mut(id))
         else {
             return false;
@@ -448,7 +459,7 @@ impl Registry {
         let wall = self.wall_ms(now);
         let Some(l) = self
             .apps
-            .get_mut(&app.to_ascii_uppercase())
+            .get_mut(upper(app).as_ref())
             .and_then(|m| m.get_mut(id))
         else {
             return false;
@@ -475,7 +486,7 @@ impl Registry {
         let wall = self.wall_ms(now);
         let Some(l) = self
             .apps
-            .get_mut(&app.to_ascii_uppercase())
+            .get_mut(upper(app).as_ref())
             .and_then(|m| m.get_mut(id))
         else {
             return false;
@@ -503,7 +514,7 @@ impl Registry {
     /// One instance.
     pub fn instance(&self, app: &str, id: &str) -> Option<InstanceInfo> {
         self.apps
-            .get(&app.to_ascii_uppercase())
+            .get(upper(app).as_ref())
             .and_then(|m| m.get(id))
             .map(|l| self.decorate(l))
     }
@@ -518,12 +529,10 @@ impl Registry {
 
     /// One application.
     pub fn application(&self, app: &str) -> Option<Application> {
-        self.apps
-            .get(&app.to_ascii_uppercase())
-            .map(|m| Application {
-                name: app.to_ascii_uppercase(),
-                instances: m.values().map(|l| self.decorate(l)).collect(),
-            })
+        self.apps.get(upper(app).as_ref()).map(|m| Application {
+            name: app.to_ascii_uppercase(),
+            instances: m.values().map(|l| self.decorate(l)).collect(),
+        })
     }
 
     /// The full registry, with its hash code.
