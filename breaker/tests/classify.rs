@@ -16,9 +16,15 @@ fn http_statuses() {
     assert_eq!(classify(&c, 429), Outcome::Ignored);
     assert_eq!(classify(&c, 500), Outcome::Failure);
     assert_eq!(classify(&c, 503), Outcome::Failure);
-    assert_eq!(classify(&c.count_too_many_requests(true), 429), Outcome::Failure);
+    assert_eq!(
+        classify(&c.count_too_many_requests(true), 429),
+        Outcome::Failure
+    );
     let err = std::io::Error::other("connect refused");
-    assert_eq!(Classify::<http::Response<()>, _>::classify(&c, Err(&err), None), Outcome::Failure);
+    assert_eq!(
+        Classify::<http::Response<()>, _>::classify(&c, Err(&err), None),
+        Outcome::Failure
+    );
 }
 
 #[cfg(feature = "tonic")]
@@ -33,11 +39,18 @@ fn grpc_codes() {
     assert_eq!(status(Status::not_found("x")), Outcome::Ignored);
     assert_eq!(status(Status::invalid_argument("x")), Outcome::Ignored);
     let ok = tonic::Response::new(());
-    assert_eq!(Classify::<_, Status>::classify(&c, Ok(&ok), None), Outcome::Success);
+    assert_eq!(
+        Classify::<_, Status>::classify(&c, Ok(&ok), None),
+        Outcome::Success
+    );
 
     // Trailers-only error response at the HTTP level.
     let resp = |code: &str| {
-        http::Response::builder().status(200).header("grpc-status", code).body(()).unwrap()
+        http::Response::builder()
+            .status(200)
+            .header("grpc-status", code)
+            .body(())
+            .unwrap()
     };
     let h = |r: http::Response<()>| Classify::<_, std::io::Error>::classify(&c, Ok(&r), None);
     assert_eq!(h(resp("14")), Outcome::Failure); // UNAVAILABLE
@@ -46,7 +59,9 @@ fn grpc_codes() {
     let plain = http::Response::builder().status(200).body(()).unwrap();
     assert_eq!(h(plain), Outcome::Success);
 
-    let strict = c.with_failure(Code::NotFound).without_failure(Code::Unknown);
+    let strict = c
+        .with_failure(Code::NotFound)
+        .without_failure(Code::Unknown);
     assert_eq!(strict.classify_code(Code::NotFound), Outcome::Failure);
     assert_eq!(strict.classify_code(Code::Unknown), Outcome::Ignored);
 }

@@ -1,0 +1,173 @@
+//! Endpoint sources: anything that implements tower's [`Discover`] with [`Endpoint`] services,
+//! plus two small sources for tests and static setups.
+//!
+//! The registry client's `Discover` stream, a static list and a channel fed by dynamic config
+//! all plug in the same way. A source of plain services becomes one of endpoints with
+//! [`WithMetadata`].
+//!
+//! [`Discover`]: tower::discover::Discover
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::sync::mpsc;
+use tower::discover::{Change, Discover};
+
+use crate::endpoint::{Endpoint, Metadata};
+
+/// A fixed set of endpoints: yields one `Insert` per endpoint, then ends.
+///
+/// ```
+/// use palisade_balancer::discover::StaticList;
+/// use palisade_balancer::{Endpoint, Metadata};
+/// let list = StaticList::new([
+///     ("a", Endpoint::with_metadata((), Metadata::new().weight(2))),
+///     ("b", Endpoint::new(())),
+/// ]);
+/// assert_eq!(list.len(), 2);
+/// ```
+#[derive(Debug)]
+pub struct StaticList<K, S> {
+    items: VecDeque<(K, Endpoint<S>)>,
+}
+
+impl<K, S> StaticList<K, S> {
+    /// The endpoints to insert, in order.
+    pub fn new(items: impl IntoIterator<Item = (K, Endpoint<S>)>) -> Self {
+        Self {
+            items: items.into_iter().collect(),
+        }
+    }
+
+    /// Endpoints not yet yielded.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether every endpoint has been yielded.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl<K, S> Unpin for StaticList<K, S> {}
+
+impl<K, S> Stream for StaticList<K, S> {
+    type Item = Result<Change<K, Endpoint<S>>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(
+            self.items
+                .pop_front()
+                .map(|(k, e)| Ok(Change::Insert(k, e))),
+        )
+    }
+}
+
+/// Sends endpoint changes to a [`ChannelDiscover`]. Cloneable; the discover ends when every
+/// sender is dropped.
+#[derive(Debug)]
+pub struct DiscoverSender<K, S> {
+    tx: mpsc::UnboundedSender<Change<K, Endpoint<S>>>,
+}
+
+impl<K, S> Clone for DiscoverSender<K, S> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<K, S> DiscoverSender<K, S> {
+    /// Adds (or replaces) the endpoint under `key`. Returns `false` if the discover was dropped.
+    pub fn insert(&self, key: K, endpoint: Endpoint<S>) -> bool {
+        self.tx.send(Change::Insert(key, endpoint)).is_ok()
+    }
+
+    /// Removes the endpoint under `key`. Returns `false` if the discover was dropped.
+    pub fn remove(&self, key: K) -> bool {
+        self.tx.send(Change::Remove(key)).is_ok()
+    }
+}
+
+/// A [`Discover`] fed through a channel (by a registry watcher, dynamic config, a test).
+#[derive(Debug)]
+pub struct ChannelDiscover<K, S> {
+    rx: mpsc::UnboundedReceiver<Change<K, Endpoint<S>>>,
+}
+
+/// A connected sender / discover pair.
+///
+/// ```
+/// use palisade_balancer::discover::channel;
+/// use palisade_balancer::Endpoint;
+/// let (tx, _discover) = channel::<&str, ()>();
+/// assert!(tx.insert("a", Endpoint::new(())));
+/// ```
+pub fn channel<K, S>() -> (DiscoverSender<K, S>, ChannelDiscover<K, S>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (DiscoverSender { tx }, ChannelDiscover { rx })
+}
+
+impl<K, S> Stream for ChannelDiscover<K, S> {
+    type Item = Result<Change<K, Endpoint<S>>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Wraps a [`Discover`] of plain services so that each becomes an [`Endpoint`] with the
+    /// metadata a closure gives it (for example zone and weight read from a registry record).
+    ///
+    /// ```
+    /// use palisade_balancer::discover::WithMetadata;
+    /// use palisade_balancer::Metadata;
+    /// use tower::discover::ServiceList;
+    /// let d = WithMetadata::new(ServiceList::new(vec![(), ()]), |_key: &usize, _svc: &()| {
+    ///     Metadata::new().zone("eu-west-1a")
+    /// });
+    /// # let _ = d;
+    /// ```
+    #[derive(Debug)]
+    pub struct WithMetadata<D, F> {
+        #[pin]
+        inner: D,
+        metadata: F,
+    }
+}
+
+impl<D, F> WithMetadata<D, F> {
+    /// Wraps `inner`; `metadata(key, service)` is called once per inserted service.
+    pub fn new(inner: D, metadata: F) -> Self {
+        Self { inner, metadata }
+    }
+}
+
+impl<D, F> Stream for WithMetadata<D, F>
+where
+    D: Discover,
+    F: FnMut(&D::Key, &D::Service) -> Metadata,
+{
+    type Item = Result<Change<D::Key, Endpoint<D::Service>>, D::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        this.inner.poll_discover(cx).map(|c| {
+            c.map(|r| {
+                r.map(|change| match change {
+                    Change::Insert(k, s) => {
+                        let m = (this.metadata)(&k, &s);
+                        Change::Insert(k, Endpoint::with_metadata(s, m))
+                    }
+                    Change::Remove(k) => Change::Remove(k),
+                })
+            })
+        })
+    }
+}
