@@ -33,6 +33,10 @@ pub struct Config {
     /// fraction, health is ignored and every endpoint is a candidate (Envoy's
     /// `healthy_panic_threshold`, default 0.5). `0` disables panic mode.
     pub panic_threshold: f64,
+    /// Prefer endpoints in the local zone. `None`: zones are ignored.
+    pub zone_aware: Option<ZoneAware>,
+    /// Ramp up traffic to endpoints that join a running balancer. `None`: full weight at once.
+    pub slow_start: Option<SlowStart>,
 }
 
 impl Default for Config {
@@ -41,7 +45,77 @@ impl Default for Config {
             policy: Policy::default(),
             outlier: None,
             panic_threshold: 0.5,
+            zone_aware: None,
+            slow_start: None,
         }
+    }
+}
+
+/// Zone-aware routing: requests go to healthy endpoints of `local_zone` while enough of that
+/// zone is healthy, and spill over to every healthy endpoint when its healthy share falls below
+/// `min_healthy_share` (or the zone has no endpoint at all).
+///
+/// This is the simple form of Ribbon's `ZoneAvoidanceRule` and Envoy's zone-aware routing: all
+/// or nothing, no proportional spill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneAware {
+    /// The caller's zone.
+    pub local_zone: String,
+    /// Spill over below this healthy share of the local zone (default 0.7).
+    #[serde(default = "default_min_healthy_share")]
+    pub min_healthy_share: f64,
+}
+
+fn default_min_healthy_share() -> f64 {
+    0.7
+}
+
+impl ZoneAware {
+    /// Prefers `local_zone`, spilling over below 70 % healthy.
+    pub fn new(local_zone: impl Into<String>) -> Self {
+        Self {
+            local_zone: local_zone.into(),
+            min_healthy_share: default_min_healthy_share(),
+        }
+    }
+}
+
+/// Slow start (Envoy's): an endpoint that joins a running balancer gets its weight scaled by
+/// `max(min_weight_percent, (t / window) ^ (1 / aggression))` for `window` after it joined.
+/// Applies to weighted round robin and both P2C policies (whose load is divided by the weight).
+/// The endpoints of the first discovery batch start at full weight: there is nothing to shift
+/// their load to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlowStart {
+    /// How long the ramp lasts.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// 1.0 is linear; larger ramps up faster at first.
+    pub aggression: f64,
+    /// The smallest scale, as a fraction (default 0.1).
+    pub min_weight_percent: f64,
+}
+
+impl Default for SlowStart {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(30),
+            aggression: 1.0,
+            min_weight_percent: 0.1,
+        }
+    }
+}
+
+impl SlowStart {
+    /// The weight scale `elapsed` after the endpoint joined.
+    pub fn scale(&self, elapsed: Duration) -> f64 {
+        if elapsed >= self.window {
+            return 1.0;
+        }
+        let t = elapsed.as_secs_f64() / self.window.as_secs_f64();
+        t.powf(1.0 / self.aggression).max(self.min_weight_percent)
     }
 }
 
@@ -235,6 +309,20 @@ impl Config {
         self
     }
 
+    /// Sets zone-aware routing.
+    #[must_use]
+    pub fn zone_aware(mut self, zone: ZoneAware) -> Self {
+        self.zone_aware = Some(zone);
+        self
+    }
+
+    /// Sets slow start.
+    #[must_use]
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self {
+        self.slow_start = Some(slow_start);
+        self
+    }
+
     /// Sets the panic threshold.
     #[must_use]
     pub fn panic_threshold(mut self, threshold: f64) -> Self {
@@ -245,6 +333,25 @@ impl Config {
     /// Checks every rule; the error names the first field that breaks one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fraction("panic_threshold", self.panic_threshold)?;
+        if let Some(z) = &self.zone_aware {
+            fraction("zone_aware.min_healthy_share", z.min_healthy_share)?;
+        }
+        if let Some(ss) = &self.slow_start {
+            positive("slow_start.window", ss.window)?;
+            if !(ss.aggression.is_finite() && ss.aggression > 0.0) {
+                return Err(ConfigError::new(
+                    "slow_start.aggression",
+                    "must be a finite number > 0",
+                ));
+            }
+            fraction("slow_start.min_weight_percent", ss.min_weight_percent)?;
+            if ss.min_weight_percent == 0.0 {
+                return Err(ConfigError::new(
+                    "slow_start.min_weight_percent",
+                    "must be more than zero",
+                ));
+            }
+        }
         if let Policy::PeakEwma { default_rtt, decay } = self.policy {
             positive("policy.default_rtt", default_rtt)?;
             positive("policy.decay", decay)?;

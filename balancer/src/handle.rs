@@ -104,6 +104,8 @@ pub struct Snapshot {
     /// Whether the balancer ignored health at its last selection because too few endpoints were
     /// healthy.
     pub panic: bool,
+    /// Whether the last selection kept to the local zone (zone-aware routing, not spilled).
+    pub local_zone_only: bool,
 }
 
 impl Snapshot {
@@ -136,6 +138,7 @@ pub(crate) struct Shared {
     pub(crate) config_version: AtomicU64,
     pub(crate) views: Mutex<Vec<EndpointView>>,
     pub(crate) panic: std::sync::atomic::AtomicBool,
+    pub(crate) local_zone_only: std::sync::atomic::AtomicBool,
 }
 
 /// A cloneable handle to a [`Balance`](crate::Balance): snapshot and live reconfiguration.
@@ -190,6 +193,7 @@ impl Handle {
             name: self.shared.name.clone(),
             endpoints,
             panic: self.shared.panic.load(Ordering::Relaxed),
+            local_zone_only: self.shared.local_zone_only.load(Ordering::Relaxed),
         }
     }
 

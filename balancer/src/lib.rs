@@ -60,6 +60,13 @@
 //!   instead of relying on readiness).
 //! - **Panic threshold**: below this share of healthy endpoints every endpoint is a candidate.
 //!
+//! # Zones and slow start
+//!
+//! - **Zone-aware** ([`ZoneAware`]): healthy endpoints of the local zone only, while enough of
+//!   the zone is healthy; otherwise every healthy endpoint.
+//! - **Slow start** ([`SlowStart`]): an endpoint that joins a running balancer ramps up from a
+//!   fraction of its weight over a window (Envoy's formula).
+//!
 //! # Features
 //!
 //! | feature | what it adds |
@@ -80,7 +87,8 @@ mod stats;
 
 pub use crate::balance::{Balance, Builder};
 pub use crate::config::{
-    Config, ConfigError, FailurePercentage, OutlierConfig, Policy, SuccessRate,
+    Config, ConfigError, FailurePercentage, OutlierConfig, Policy, SlowStart, SuccessRate,
+    ZoneAware,
 };
 pub use crate::endpoint::{BreakerProbe, Endpoint, Metadata};
 pub use crate::handle::{EjectionReason, EndpointSnapshot, EndpointState, Handle, Snapshot};

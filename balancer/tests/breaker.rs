@@ -7,7 +7,9 @@ use palisade_balancer::discover::StaticList;
 use palisade_balancer::rng::SmallRng;
 use palisade_balancer::{Balance, Config, Endpoint, EndpointState, Metadata, Policy};
 use palisade_breaker::State;
-use palisade_breaker::circuit::{CircuitBreakerLayer, Config as BreakerConfig, OpenDuration, TripPolicy};
+use palisade_breaker::circuit::{
+    CircuitBreakerLayer, Config as BreakerConfig, OpenDuration, TripPolicy,
+};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn breaker_config() -> BreakerConfig {
@@ -28,7 +30,11 @@ async fn open_breaker_is_routed_around_and_rejoins_when_closed() {
             let h = layer.handle();
             handles.push(h.clone());
             let svc = layer.layer(service_fn(move |fail: bool| async move {
-                if fail { Err(io::Error::other("down")) } else { Ok(i) }
+                if fail {
+                    Err(io::Error::other("down"))
+                } else {
+                    Ok(i)
+                }
             }));
             (i, Endpoint::with_metadata(svc, Metadata::new().breaker(h)))
         })
@@ -48,7 +54,10 @@ async fn open_breaker_is_routed_around_and_rejoins_when_closed() {
     }
     assert_eq!(hits, [15, 0, 15], "no request reached the open breaker");
     let snap = handle.snapshot();
-    assert_eq!(snap.endpoint("1").unwrap().state, EndpointState::BreakerOpen);
+    assert_eq!(
+        snap.endpoint("1").unwrap().state,
+        EndpointState::BreakerOpen
+    );
     assert_eq!(snap.endpoint("1").unwrap().breaker, Some(State::ForcedOpen));
 
     handles[1].close();
@@ -77,12 +86,17 @@ async fn tripped_breaker_gets_one_probe_at_a_time_in_half_open() {
     }));
     let steady = CircuitBreakerLayer::new("steady", breaker_config())
         .unwrap()
-        .layer(service_fn(|_: u8| async move { Ok::<_, io::Error>(0usize) }));
+        .layer(service_fn(
+            |_: u8| async move { Ok::<_, io::Error>(0usize) },
+        ));
     let list = StaticList::new([
         (0usize, Endpoint::new(tower::util::Either::Left(steady))),
         (
             1usize,
-            Endpoint::with_metadata(tower::util::Either::Right(flaky), Metadata::new().breaker(bh.clone())),
+            Endpoint::with_metadata(
+                tower::util::Either::Right(flaky),
+                Metadata::new().breaker(bh.clone()),
+            ),
         ),
     ]);
     let mut lb = Balance::builder(list)

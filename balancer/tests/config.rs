@@ -28,16 +28,26 @@ panic_threshold: 0.3
     let o = cfg.outlier.as_ref().unwrap();
     assert_eq!(o.max_ejection_time, Duration::from_secs(300));
     assert_eq!(o.success_rate.as_ref().unwrap().stdev_factor, 1.5);
-    assert_eq!(o.failure_percentage.as_ref().unwrap().request_volume, 50, "default kept");
+    assert_eq!(
+        o.failure_percentage.as_ref().unwrap().request_volume,
+        50,
+        "default kept"
+    );
     let back: Config = serde_yaml::from_str(&serde_yaml::to_string(&cfg).unwrap()).unwrap();
     assert_eq!(back, cfg);
-    assert!(serde_yaml::from_str::<Config>("polcy: {type: random}").is_err(), "unknown field");
+    assert!(
+        serde_yaml::from_str::<Config>("polcy: {type: random}").is_err(),
+        "unknown field"
+    );
 }
 
 #[test]
 fn validation_names_the_field() {
     let bad = |cfg: Config| cfg.validate().unwrap_err().field().to_owned();
-    assert_eq!(bad(Config::default().panic_threshold(1.5)), "panic_threshold");
+    assert_eq!(
+        bad(Config::default().panic_threshold(1.5)),
+        "panic_threshold"
+    );
     assert_eq!(
         bad(Config::with_policy(Policy::PeakEwma {
             default_rtt: Duration::ZERO,
@@ -49,17 +59,26 @@ fn validation_names_the_field() {
         max_ejection_time: Duration::from_secs(1),
         ..OutlierConfig::default()
     };
-    assert_eq!(bad(Config::default().outlier(o)), "outlier.max_ejection_time");
+    assert_eq!(
+        bad(Config::default().outlier(o)),
+        "outlier.max_ejection_time"
+    );
     let o = OutlierConfig {
         consecutive_failures: Some(0),
         ..OutlierConfig::default()
     };
-    assert_eq!(bad(Config::default().outlier(o)), "outlier.consecutive_failures");
+    assert_eq!(
+        bad(Config::default().outlier(o)),
+        "outlier.consecutive_failures"
+    );
     let o = OutlierConfig {
         max_ejection_percent: -0.1,
         ..OutlierConfig::default()
     };
-    assert_eq!(bad(Config::default().outlier(o)), "outlier.max_ejection_percent");
+    assert_eq!(
+        bad(Config::default().outlier(o)),
+        "outlier.max_ejection_percent"
+    );
     let err = palisade_balancer::Balance::builder(palisade_balancer::discover::StaticList::<
         usize,
         (),
@@ -96,5 +115,9 @@ async fn reconfigure_applies_live_and_rejects_bad_config() {
         .reconfigure(Config::default().panic_threshold(-1.0))
         .unwrap_err();
     assert_eq!(err.field(), "panic_threshold");
-    assert_eq!(handle.config().policy, Policy::WeightedRoundRobin, "old config kept");
+    assert_eq!(
+        handle.config().policy,
+        Policy::WeightedRoundRobin,
+        "old config kept"
+    );
 }

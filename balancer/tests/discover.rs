@@ -36,7 +36,10 @@ async fn channel_discover_adds_replaces_and_removes() {
     assert_ready_ok!(ready.enter(|cx, _| lb.poll_ready(cx)));
     assert_eq!(lb.call(()).await.unwrap(), 1);
 
-    tx.insert("b", Endpoint::with_metadata(id_svc(2), Metadata::new().zone("z")));
+    tx.insert(
+        "b",
+        Endpoint::with_metadata(id_svc(2), Metadata::new().zone("z")),
+    );
     let mut seen = Vec::new();
     for _ in 0..4 {
         seen.push(lb.ready().await.unwrap().call(()).await.unwrap());
@@ -66,9 +69,10 @@ async fn channel_discover_adds_replaces_and_removes() {
 
 #[tokio::test]
 async fn static_list_end_keeps_serving() {
-    let d = WithMetadata::new(ServiceList::new(vec![id_svc(5), id_svc(6)]), |_: &usize, _: &_| {
-        Metadata::new().weight(1)
-    });
+    let d = WithMetadata::new(
+        ServiceList::new(vec![id_svc(5), id_svc(6)]),
+        |_: &usize, _: &_| Metadata::new().weight(1),
+    );
     let mut lb = Balance::builder(d).config(rr()).build().unwrap();
     for want in [5, 6, 5, 6] {
         assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), want);
@@ -117,7 +121,11 @@ async fn not_ready_endpoints_are_skipped_and_failed_ones_removed() {
         })
         .collect();
     let list = palisade_balancer::discover::StaticList::new(
-        gates.iter().cloned().enumerate().map(|(i, g)| (i, Endpoint::new(g))),
+        gates
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, g)| (i, Endpoint::new(g))),
     );
     let mut lb = Balance::builder(list)
         .config(Config::with_policy(Policy::Random))

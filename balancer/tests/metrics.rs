@@ -50,7 +50,9 @@ async fn endpoint_gauges_and_ejection_counter() {
         "{seen:?}"
     );
     let gauge = |state: &str| {
-        seen.get(&format!("palisade_balancer_endpoints{{service=default,state={state}}}"))
+        seen.get(&format!(
+            "palisade_balancer_endpoints{{service=default,state={state}}}"
+        ))
     };
     assert_eq!(gauge("active"), Some(&DebugValue::Gauge(1.0.into())));
     assert_eq!(gauge("ejected"), Some(&DebugValue::Gauge(1.0.into())));

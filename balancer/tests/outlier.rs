@@ -86,7 +86,10 @@ async fn consecutive_failures_eject_for_growing_time_then_return() {
     let e = handle.snapshot().endpoint("2").cloned().unwrap();
     assert_eq!(e.ejections, 2);
     let left = e.ejected_for.unwrap();
-    assert!(left > Duration::from_secs(19) && left <= Duration::from_secs(20), "{left:?}");
+    assert!(
+        left > Duration::from_secs(19) && left <= Duration::from_secs(20),
+        "{left:?}"
+    );
 
     // The third ejection is capped at max_ejection_time (25 s, not 30 s).
     tokio::time::advance(Duration::from_secs(20)).await;
@@ -94,7 +97,10 @@ async fn consecutive_failures_eject_for_growing_time_then_return() {
     let e = handle.snapshot().endpoint("2").cloned().unwrap();
     assert_eq!(e.ejections, 3);
     let left = e.ejected_for.unwrap();
-    assert!(left > Duration::from_secs(24) && left <= Duration::from_secs(25), "{left:?}");
+    assert!(
+        left > Duration::from_secs(24) && left <= Duration::from_secs(25),
+        "{left:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +123,11 @@ async fn success_rate_ejects_the_statistical_outlier_only() {
     // 20 calls per endpoint in the first interval (each call takes 1 ms of virtual time).
     let (_, failures) = send(&mut lb, 120, 6).await;
     assert_eq!(failures, 10);
-    assert_eq!(handle.snapshot().count(EndpointState::Ejected), 0, "judged only per interval");
+    assert_eq!(
+        handle.snapshot().count(EndpointState::Ejected),
+        0,
+        "judged only per interval"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     let (hits, failures) = send(&mut lb, 50, 6).await;
     assert_eq!(failures, 0);
@@ -210,7 +220,11 @@ async fn max_ejection_percent_caps_ejections() {
     // 25 % of 4 endpoints: one ejection at a time, though both failing endpoints qualify.
     assert_eq!(snap.count(EndpointState::Ejected), 1, "{snap:?}");
     let (hits, _) = send(&mut lb, 30, 4).await;
-    assert_eq!(hits[0] + hits[1], 20, "the other failing endpoint still gets traffic");
+    assert_eq!(
+        hits[0] + hits[1],
+        20,
+        "the other failing endpoint still gets traffic"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,8 +275,14 @@ async fn ignored_outcomes_do_not_count() {
         .outlier(consecutive_only(1))
         .panic_threshold(0.0);
     let list = palisade_balancer::discover::StaticList::new([
-        (0usize, palisade_balancer::Endpoint::new(sim_svc(0, ms(1), never))),
-        (1usize, palisade_balancer::Endpoint::new(sim_svc(1, ms(1), always))),
+        (
+            0usize,
+            palisade_balancer::Endpoint::new(sim_svc(0, ms(1), never)),
+        ),
+        (
+            1usize,
+            palisade_balancer::Endpoint::new(sim_svc(1, ms(1), always)),
+        ),
     ]);
     let mut lb = palisade_balancer::Balance::builder(list)
         .config(cfg)

@@ -97,7 +97,11 @@ async fn concurrent_callers_churn_and_snapshots() {
         let _tx = churn.await.unwrap();
         assert_eq!(ok + err, 8 * 500, "{policy:?}");
         let total_served: u64 = served.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-        assert_eq!(total_served, 8 * 500, "every call reached exactly one endpoint");
+        assert_eq!(
+            total_served,
+            8 * 500,
+            "every call reached exactly one endpoint"
+        );
         // Let the balancer publish a final view, then check nothing is left in flight.
         let mut svc = svc.clone();
         let _ = svc.ready().await.unwrap().call(1).await;
@@ -105,7 +109,11 @@ async fn concurrent_callers_churn_and_snapshots() {
         for e in &snap.endpoints {
             assert_eq!(e.in_flight, 0, "{policy:?}: {e:?}");
         }
-        let recorded: u64 = snap.endpoints.iter().map(|e| e.successes + e.failures).sum();
+        let recorded: u64 = snap
+            .endpoints
+            .iter()
+            .map(|e| e.successes + e.failures)
+            .sum();
         assert!(recorded <= 8 * 500 + 1 && recorded > 0, "{recorded}");
         assert!(err > 0 && ok > err, "{policy:?}: ok {ok} err {err}");
     }

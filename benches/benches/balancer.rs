@@ -117,8 +117,14 @@ fn callers(n: usize) -> Vec<(&'static str, Box<dyn Fn() -> Caller>)> {
                 ))
             }),
         ),
-        ("ours round robin", Box::new(move || ours(n, Config::with_policy(Policy::RoundRobin)))),
-        ("ours random", Box::new(move || ours(n, Config::with_policy(Policy::Random)))),
+        (
+            "ours round robin",
+            Box::new(move || ours(n, Config::with_policy(Policy::RoundRobin))),
+        ),
+        (
+            "ours random",
+            Box::new(move || ours(n, Config::with_policy(Policy::Random))),
+        ),
         (
             "ours weighted round robin",
             Box::new(move || ours(n, Config::with_policy(Policy::WeightedRoundRobin))),
@@ -127,11 +133,17 @@ fn callers(n: usize) -> Vec<(&'static str, Box<dyn Fn() -> Caller>)> {
             "ours P2C least outstanding",
             Box::new(move || ours(n, Config::with_policy(Policy::LeastOutstanding))),
         ),
-        ("ours P2C Peak-EWMA", Box::new(move || ours(n, Config::with_policy(peak_ewma())))),
+        (
+            "ours P2C Peak-EWMA",
+            Box::new(move || ours(n, Config::with_policy(peak_ewma()))),
+        ),
         (
             "ours P2C Peak-EWMA + outlier",
             Box::new(move || {
-                ours(n, Config::with_policy(peak_ewma()).outlier(OutlierConfig::default()))
+                ours(
+                    n,
+                    Config::with_policy(peak_ewma()).outlier(OutlierConfig::default()),
+                )
             }),
         ),
     ]

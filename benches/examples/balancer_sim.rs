@@ -208,13 +208,28 @@ fn fast_outlier() -> OutlierConfig {
 
 async fn scenario(sc: Scenario, with_outlier: bool) -> Vec<Row> {
     let mut rows = vec![
-        ours(sc, "round robin (baseline, ours)", Config::with_policy(Policy::RoundRobin)).await,
+        ours(
+            sc,
+            "round robin (baseline, ours)",
+            Config::with_policy(Policy::RoundRobin),
+        )
+        .await,
         ours(sc, "random (ours)", Config::with_policy(Policy::Random)).await,
-        ours(sc, "P2C least outstanding (ours)", Config::with_policy(Policy::LeastOutstanding)).await,
+        ours(
+            sc,
+            "P2C least outstanding (ours)",
+            Config::with_policy(Policy::LeastOutstanding),
+        )
+        .await,
         ours(sc, "P2C Peak-EWMA (ours)", Config::with_policy(peak_ewma())).await,
     ];
     let tower_pe = tower::balance::p2c::Balance::from_rng(
-        PeakEwmaDiscover::new(Disco(endpoints(sc)), DEFAULT_RTT, DECAY, CompleteOnResponse::default()),
+        PeakEwmaDiscover::new(
+            Disco(endpoints(sc)),
+            DEFAULT_RTT,
+            DECAY,
+            CompleteOnResponse::default(),
+        ),
         SmallRng::seed_from_u64(42),
     );
     rows.push(drive("tower p2c PeakEwma", tower_pe).await);
@@ -258,8 +273,12 @@ fn ms(us: u64) -> String {
 
 fn print(sc: Scenario, rows: &[Row]) {
     println!("\n### {}\n", sc.name);
-    println!("{REQUESTS} requests, concurrency {CONCURRENCY}, endpoint capacity {ENDPOINT_CAPACITY}; virtual time\n");
-    println!("| policy | wall (virtual) | p50 ms | p90 ms | p99 ms | p999 ms | success | requests per endpoint (ok) |");
+    println!(
+        "{REQUESTS} requests, concurrency {CONCURRENCY}, endpoint capacity {ENDPOINT_CAPACITY}; virtual time\n"
+    );
+    println!(
+        "| policy | wall (virtual) | p50 ms | p90 ms | p99 ms | p999 ms | success | requests per endpoint (ok) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(

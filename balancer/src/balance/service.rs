@@ -62,6 +62,10 @@ where
     next_unejection: Option<Instant>,
     ejected: usize,
     scratch: Vec<(usize, f64, u64)>,
+    /// Whether a first batch of endpoints was seen (slow start spares it).
+    seen_endpoints: bool,
+    /// While some endpoint is slow-starting: when the last ramp ends.
+    slow_start_until: Option<Instant>,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -76,6 +80,8 @@ struct Slot<K, S> {
     ejections: u64,
     last_ejection: Option<EjectionReason>,
     wrr_current: i64,
+    /// When the endpoint joined, if it is slow-starting.
+    joined: Option<Instant>,
 }
 
 impl<D, Req, C, R> fmt::Debug for Balance<D, Req, C, R>
@@ -203,6 +209,7 @@ impl<D, C, R> Builder<D, C, R> {
             config_version: AtomicU64::new(0),
             views: Mutex::new(Vec::new()),
             panic: AtomicBool::new(false),
+            local_zone_only: AtomicBool::new(false),
         });
         Ok(Balance {
             discover: self.discover,
@@ -226,6 +233,8 @@ impl<D, C, R> Builder<D, C, R> {
             next_unejection: None,
             ejected: 0,
             scratch: Vec::new(),
+            seen_endpoints: false,
+            slow_start_until: None,
             _req: PhantomData,
         })
     }
@@ -341,6 +350,9 @@ where
         if changed {
             self.publish();
         }
+        if !self.slots.is_empty() {
+            self.seen_endpoints = true;
+        }
         Ok(())
     }
 
@@ -349,10 +361,17 @@ where
         if ep.metadata.has_breaker() {
             self.breakers += 1;
         }
-        let stats = Arc::new(EndpointStats::new(
-            default_rtt(&self.cfg.policy),
-            Instant::now(),
-        ));
+        let now = Instant::now();
+        let stats = Arc::new(EndpointStats::new(default_rtt(&self.cfg.policy), now));
+        // The first batch starts at full weight; later joiners ramp up.
+        let joined_at = match &self.cfg.slow_start {
+            Some(ss) if self.seen_endpoints => {
+                let until = now + ss.window;
+                self.slow_start_until = Some(self.slow_start_until.map_or(until, |t| t.max(until)));
+                Some(now)
+            }
+            _ => None,
+        };
         self.index.insert(key.clone(), self.slots.len());
         self.slots.push(Slot {
             key,
@@ -363,6 +382,7 @@ where
             ejections: 0,
             last_ejection: None,
             wrr_current: 0,
+            joined: joined_at,
         });
         self.candidates_dirty = true;
     }
@@ -574,6 +594,28 @@ where
             self.candidates.clear();
             self.candidates.extend(0..self.slots.len());
         }
+        let mut local_only = false;
+        if let Some(z) = &self.cfg.zone_aware {
+            let local = |s: &Slot<D::Key, D::Service>| {
+                s.service.metadata.zone_name() == Some(z.local_zone.as_str())
+            };
+            let zone_total = self.slots.iter().filter(|s| local(s)).count();
+            let zone_healthy = self
+                .slots
+                .iter()
+                .filter(|s| {
+                    local(s) && s.ejected_until.is_none() && s.service.metadata.breaker_admits()
+                })
+                .count();
+            if zone_healthy > 0 && zone_healthy as f64 >= z.min_healthy_share * zone_total as f64 {
+                let slots = &self.slots;
+                self.candidates.retain(|&i| local(&slots[i]));
+                local_only = true;
+            }
+        }
+        self.shared
+            .local_zone_only
+            .store(local_only, Ordering::Relaxed);
         if panic != self.panic {
             self.panic = panic;
             self.shared.panic.store(panic, Ordering::Relaxed);
@@ -603,9 +645,12 @@ where
                 let mut total = 0i64;
                 let mut best = self.candidates[0];
                 let mut best_w = i64::MIN;
-                for &i in &self.candidates {
+                let now = self.slow_start_until.map(|_| Instant::now());
+                for k in 0..self.candidates.len() {
+                    let i = self.candidates[k];
+                    // Integer weights in thousandths keep slow-start fractions.
+                    let w = (self.weight(i, now) * 1000.0) as i64;
                     let s = &mut self.slots[i];
-                    let w = i64::from(s.service.metadata.weight_value());
                     total += w;
                     s.wrr_current += w;
                     if s.wrr_current > best_w {
@@ -619,11 +664,9 @@ where
             Policy::LeastOutstanding => {
                 let (a, b) = two_distinct(&mut self.rng, n);
                 let (a, b) = (self.candidates[a], self.candidates[b]);
-                let (sa, sb) = (&self.slots[a], &self.slots[b]);
-                let la =
-                    u64::from(sa.stats.in_flight()) * u64::from(sb.service.metadata.weight_value());
-                let lb =
-                    u64::from(sb.stats.in_flight()) * u64::from(sa.service.metadata.weight_value());
+                let now = self.slow_start_until.map(|_| Instant::now());
+                let la = f64::from(self.slots[a].stats.in_flight() + 1) / self.weight(a, now);
+                let lb = f64::from(self.slots[b].stats.in_flight() + 1) / self.weight(b, now);
                 if la <= lb { a } else { b }
             }
             Policy::PeakEwma { .. } => {
@@ -640,7 +683,22 @@ where
     fn cost(&self, i: usize, now: Instant) -> f64 {
         let s = &self.slots[i];
         let rtt = s.stats.rtt_estimate(now, self.decay_ns);
-        rtt * f64::from(s.stats.in_flight() + 1) / f64::from(s.service.metadata.weight_value())
+        rtt * f64::from(s.stats.in_flight() + 1) / self.weight(i, Some(now))
+    }
+
+    /// The endpoint's weight, scaled down while it slow-starts. Reads the clock only while some
+    /// endpoint is slow-starting (and `now` was not given).
+    #[inline]
+    fn weight(&self, i: usize, now: Option<Instant>) -> f64 {
+        let s = &self.slots[i];
+        let w = f64::from(s.service.metadata.weight_value());
+        match (self.slow_start_until, s.joined, &self.cfg.slow_start) {
+            (Some(_), Some(joined), Some(ss)) => {
+                let now = now.unwrap_or_else(Instant::now);
+                w * ss.scale(now.saturating_duration_since(joined))
+            }
+            _ => w,
+        }
     }
 }
 
@@ -665,6 +723,14 @@ where
         self.refresh_config();
         self.poll_discover(cx)?;
         self.maintain();
+        if let Some(until) = self.slow_start_until
+            && Instant::now() >= until
+        {
+            self.slow_start_until = None;
+            for s in &mut self.slots {
+                s.joined = None;
+            }
+        }
         loop {
             if self.slots.is_empty() {
                 return if self.discover_done {

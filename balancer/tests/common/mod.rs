@@ -14,8 +14,12 @@ use tower::service_fn;
 /// An endpoint that answers its own id at once.
 pub fn id_svc(
     id: usize,
-) -> impl Service<(), Response = usize, Error = Infallible, Future = impl Future<Output = Result<usize, Infallible>>>
-+ Clone {
+) -> impl Service<
+    (),
+    Response = usize,
+    Error = Infallible,
+    Future = impl Future<Output = Result<usize, Infallible>>,
+> + Clone {
     service_fn(move |()| async move { Ok::<_, Infallible>(id) })
 }
 
@@ -25,8 +29,12 @@ pub fn sim_svc(
     id: usize,
     latency: Duration,
     fail: fn(u64) -> bool,
-) -> impl Service<(), Response = usize, Error = io::Error, Future = impl Future<Output = Result<usize, io::Error>>>
-+ Clone {
+) -> impl Service<
+    (),
+    Response = usize,
+    Error = io::Error,
+    Future = impl Future<Output = Result<usize, io::Error>>,
+> + Clone {
     let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     service_fn(move |()| {
         let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -42,10 +50,7 @@ pub fn sim_svc(
 }
 
 /// A balancer over `services` (keys 0..n, weight from `weights` or 1) with a seeded RNG.
-pub fn balancer<S>(
-    config: Config,
-    services: Vec<(S, u32)>,
-) -> Balance<StaticList<usize, S>, ()> {
+pub fn balancer<S>(config: Config, services: Vec<(S, u32)>) -> Balance<StaticList<usize, S>, ()> {
     let list = StaticList::new(
         services
             .into_iter()
