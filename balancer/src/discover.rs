@@ -127,12 +127,20 @@ pin_project_lite::pin_project! {
     ///
     /// ```
     /// use palisade_balancer::discover::WithMetadata;
-    /// use palisade_balancer::Metadata;
+    /// use palisade_balancer::{Balance, Metadata};
     /// use tower::discover::ServiceList;
-    /// let d = WithMetadata::new(ServiceList::new(vec![(), ()]), |_key: &usize, _svc: &()| {
-    ///     Metadata::new().zone("eu-west-1a")
+    /// use tower::{service_fn, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let svc = |id: u32| service_fn(move |()| async move { Ok::<_, std::io::Error>(id) });
+    /// let d = WithMetadata::new(ServiceList::new(vec![svc(1), svc(2)]), |key: &usize, _: &_| {
+    ///     Metadata::new().zone("eu-west-1a").weight(*key as u32 + 1)
     /// });
-    /// # let _ = d;
+    /// let mut lb = Balance::new(d);
+    /// let id = lb.ready().await.unwrap().call(()).await.unwrap();
+    /// assert!(id == 1 || id == 2);
+    /// # }
     /// ```
     #[derive(Debug)]
     pub struct WithMetadata<D, F> {
