@@ -143,6 +143,18 @@ pub enum Policy {
         #[serde(with = "humantime_serde")]
         decay: Duration,
     },
+    /// Consistent hashing with a Maglev table: requests with the same key (from the balancer's
+    /// [`HashKey`](crate::hash::HashKey)) go to the same endpoint while it is available;
+    /// adding or removing an endpoint moves about `1 / n` of the keys.
+    Maglev {
+        /// Table size, a prime well above the number of endpoints (Envoy: 65537).
+        #[serde(default = "default_table_size")]
+        table_size: u32,
+    },
+}
+
+fn default_table_size() -> u32 {
+    65_537
 }
 
 impl Default for Policy {
@@ -355,6 +367,14 @@ impl Config {
         if let Policy::PeakEwma { default_rtt, decay } = self.policy {
             positive("policy.default_rtt", default_rtt)?;
             positive("policy.decay", decay)?;
+        }
+        if let Policy::Maglev { table_size } = self.policy
+            && !(crate::hash::is_prime(table_size) && (7..=5_000_011).contains(&table_size))
+        {
+            return Err(ConfigError::new(
+                "policy.table_size",
+                format!("{table_size} is not a prime in 7..=5000011"),
+            ));
         }
         if let Some(o) = &self.outlier {
             positive("outlier.interval", o.interval)?;

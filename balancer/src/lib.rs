@@ -46,6 +46,7 @@
 //! | `WeightedRoundRobin` | smooth weighted round robin (nginx) | one pass over the candidates |
 //! | `LeastOutstanding` | P2C on in-flight requests / weight | two RNG draws |
 //! | `PeakEwma` (default) | P2C on `rtt * (in_flight + 1) / weight` | two draws, one clock read |
+//! | `Maglev` | consistent hashing on a request key ([`hash::HashKey`]) | one table lookup |
 //!
 //! Randomness comes from an injectable [`rng::Rng`] (tower's trait); [`rng::SmallRng`] is seeded.
 //!
@@ -80,6 +81,7 @@ mod config;
 pub mod discover;
 mod endpoint;
 mod handle;
+pub mod hash;
 #[cfg(feature = "metrics")]
 mod metrics;
 pub mod rng;

@@ -19,6 +19,7 @@ use crate::BoxError;
 use crate::config::{Config, ConfigError, OutlierConfig, Policy};
 use crate::endpoint::Endpoint;
 use crate::handle::{EjectionReason, EndpointView, Handle, Shared};
+use crate::hash::{HashKey, MaglevTable, NoHashKey, StableHasher};
 use crate::rng::{Rng, SmallRng, two_distinct};
 use crate::stats::{EndpointStats, nanos};
 
@@ -35,7 +36,7 @@ use crate::stats::{EndpointStats, nanos};
 /// random start and the first ready one is reserved; if none is ready the balancer is not ready
 /// (every candidate has registered the waker). An endpoint whose `poll_ready` fails is removed
 /// from the set, as tower's balancer does.
-pub struct Balance<D, Req, C = AnyError, R = SmallRng>
+pub struct Balance<D, Req, C = AnyError, R = SmallRng, H = NoHashKey>
 where
     D: Discover,
 {
@@ -53,6 +54,11 @@ where
     rr_next: usize,
     rng: R,
     classifier: C,
+    hash_key: H,
+    table: MaglevTable,
+    table_dirty: bool,
+    /// Maglev: `poll_ready` found at least one ready candidate; `call` picks by key.
+    hash_ready: bool,
     cfg: Arc<Config>,
     cfg_version: u64,
     decay_ns: f64,
@@ -82,9 +88,13 @@ struct Slot<K, S> {
     wrr_current: i64,
     /// When the endpoint joined, if it is slow-starting.
     joined: Option<Instant>,
+    /// Maglev: polled ready and not called since.
+    ready: bool,
+    /// In the candidate list.
+    candidate: bool,
 }
 
-impl<D, Req, C, R> fmt::Debug for Balance<D, Req, C, R>
+impl<D, Req, C, R, H> fmt::Debug for Balance<D, Req, C, R, H>
 where
     D: Discover + fmt::Debug,
     D::Key: fmt::Debug,
@@ -101,15 +111,16 @@ where
 
 /// Builds a [`Balance`].
 #[must_use]
-pub struct Builder<D, C = AnyError, R = SmallRng> {
+pub struct Builder<D, C = AnyError, R = SmallRng, H = NoHashKey> {
     discover: D,
     name: String,
     config: Config,
     classifier: C,
     rng: R,
+    hash_key: H,
 }
 
-impl<D: fmt::Debug, C: fmt::Debug, R> fmt::Debug for Builder<D, C, R> {
+impl<D: fmt::Debug, C: fmt::Debug, R, H> fmt::Debug for Builder<D, C, R, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("discover", &self.discover)
@@ -151,11 +162,12 @@ impl<D> Builder<D> {
             config: Config::default(),
             classifier: AnyError,
             rng: SmallRng::from_entropy(),
+            hash_key: NoHashKey,
         }
     }
 }
 
-impl<D, C, R> Builder<D, C, R> {
+impl<D, C, R, H> Builder<D, C, R, H> {
     /// The name used as the `service` label of metrics and in logs.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -175,29 +187,44 @@ impl<D, C, R> Builder<D, C, R> {
     }
 
     /// What counts as a failure for outlier detection.
-    pub fn classifier<C2>(self, classifier: C2) -> Builder<D, C2, R> {
+    pub fn classifier<C2>(self, classifier: C2) -> Builder<D, C2, R, H> {
         Builder {
             discover: self.discover,
             name: self.name,
             config: self.config,
             classifier,
             rng: self.rng,
+            hash_key: self.hash_key,
         }
     }
 
     /// The random number generator (seed it for repeatable picks).
-    pub fn rng<R2: Rng>(self, rng: R2) -> Builder<D, C, R2> {
+    pub fn rng<R2: Rng>(self, rng: R2) -> Builder<D, C, R2, H> {
         Builder {
             discover: self.discover,
             name: self.name,
             config: self.config,
             classifier: self.classifier,
             rng,
+            hash_key: self.hash_key,
+        }
+    }
+
+    /// The request key for [`Policy::Maglev`] (without one, Maglev sends every request to a
+    /// random ready endpoint).
+    pub fn hash_key<H2>(self, hash_key: H2) -> Builder<D, C, R, H2> {
+        Builder {
+            discover: self.discover,
+            name: self.name,
+            config: self.config,
+            classifier: self.classifier,
+            rng: self.rng,
+            hash_key,
         }
     }
 
     /// Validates the config and builds the balancer.
-    pub fn build<Req>(self) -> Result<Balance<D, Req, C, R>, ConfigError>
+    pub fn build<Req>(self) -> Result<Balance<D, Req, C, R, H>, ConfigError>
     where
         D: Discover,
     {
@@ -224,6 +251,10 @@ impl<D, C, R> Builder<D, C, R> {
             rr_next: 0,
             rng: self.rng,
             classifier: self.classifier,
+            hash_key: self.hash_key,
+            table: MaglevTable::default(),
+            table_dirty: true,
+            hash_ready: false,
             decay_ns: decay_ns(&cfg.policy),
             cfg,
             cfg_version: 0,
@@ -254,7 +285,7 @@ fn default_rtt(policy: &Policy) -> std::time::Duration {
     }
 }
 
-impl<D, Req, C, R> Balance<D, Req, C, R>
+impl<D, Req, C, R, H> Balance<D, Req, C, R, H>
 where
     D: Discover,
 {
@@ -276,7 +307,7 @@ where
     }
 }
 
-impl<D, S, Req, C, R> Balance<D, Req, C, R>
+impl<D, S, Req, C, R, H> Balance<D, Req, C, R, H>
 where
     D: Discover<Service = Endpoint<S>> + Unpin,
     D::Key: Hash + Eq + Clone + fmt::Debug,
@@ -294,6 +325,7 @@ where
         let cfg = self.shared.config.load_full();
         if cfg.policy != self.cfg.policy {
             self.rr_next = 0;
+            self.table_dirty = true;
             for s in &mut self.slots {
                 s.wrr_current = 0;
                 s.stats.reset_default_rtt(default_rtt(&cfg.policy));
@@ -383,7 +415,10 @@ where
             last_ejection: None,
             wrr_current: 0,
             joined: joined_at,
+            ready: false,
+            candidate: false,
         });
+        self.table_dirty = true;
         self.candidates_dirty = true;
     }
 
@@ -408,6 +443,7 @@ where
         if slot.ejected_until.is_some() {
             self.ejected -= 1;
         }
+        self.table_dirty = true;
         tracing::debug!(balancer = %self.shared.name, key = ?slot.key, "endpoint removed");
         self.candidates_dirty = true;
     }
@@ -565,7 +601,7 @@ where
     }
 }
 
-impl<D, S, Req, C, R> Balance<D, Req, C, R>
+impl<D, S, Req, C, R, H> Balance<D, Req, C, R, H>
 where
     D: Discover<Service = Endpoint<S>> + Unpin,
     D::Key: Hash + Eq + Clone + fmt::Debug,
@@ -616,6 +652,13 @@ where
         self.shared
             .local_zone_only
             .store(local_only, Ordering::Relaxed);
+        for s in &mut self.slots {
+            s.candidate = false;
+        }
+        for k in 0..self.candidates.len() {
+            let i = self.candidates[k];
+            self.slots[i].candidate = true;
+        }
         if panic != self.panic {
             self.panic = panic;
             self.shared.panic.store(panic, Ordering::Relaxed);
@@ -640,7 +683,10 @@ where
                 self.rr_next = self.rr_next.wrapping_add(1);
                 i
             }
-            Policy::Random => self.candidates[self.rng.next_range(0..n as u64) as usize],
+            // Maglev picks in `call`; this arm only serves a policy switch mid-flight.
+            Policy::Random | Policy::Maglev { .. } => {
+                self.candidates[self.rng.next_range(0..n as u64) as usize]
+            }
             Policy::WeightedRoundRobin => {
                 let mut total = 0i64;
                 let mut best = self.candidates[0];
@@ -702,7 +748,7 @@ where
     }
 }
 
-impl<D, S, Req, C, R> Service<Req> for Balance<D, Req, C, R>
+impl<D, S, Req, C, R, H> Service<Req> for Balance<D, Req, C, R, H>
 where
     D: Discover<Service = Endpoint<S>> + Unpin,
     D::Key: Hash + Eq + Clone + fmt::Debug,
@@ -711,13 +757,14 @@ where
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error> + Clone,
     R: Rng,
+    H: HashKey<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.chosen.is_some() {
+        if self.chosen.is_some() || self.hash_ready {
             return Poll::Ready(Ok(()));
         }
         self.refresh_config();
@@ -730,6 +777,9 @@ where
             for s in &mut self.slots {
                 s.joined = None;
             }
+        }
+        if matches!(self.cfg.policy, Policy::Maglev { .. }) {
+            return self.poll_ready_hashed(cx);
         }
         loop {
             if self.slots.is_empty() {
@@ -781,10 +831,16 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let i = self
-            .chosen
-            .take()
-            .expect("Balance::call without a successful poll_ready (tower's Service contract)");
+        let i = if self.hash_ready {
+            self.hash_ready = false;
+            let i = self.pick_hashed(&req);
+            self.slots[i].ready = false;
+            i
+        } else {
+            self.chosen
+                .take()
+                .expect("Balance::call without a successful poll_ready (tower's Service contract)")
+        };
         let slot = &mut self.slots[i];
         slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let peak = matches!(self.cfg.policy, Policy::PeakEwma { .. });
@@ -802,7 +858,7 @@ where
     }
 }
 
-impl<D, S, Req, C, R> Balance<D, Req, C, R>
+impl<D, S, Req, C, R, H> Balance<D, Req, C, R, H>
 where
     D: Discover<Service = Endpoint<S>> + Unpin,
     D::Key: Hash + Eq + Clone + fmt::Debug,
@@ -815,5 +871,109 @@ where
         tracing::debug!(balancer = %self.shared.name, key = ?self.slots[i].key, error = %e, "endpoint failed readiness; removed");
         self.remove_at(i);
         self.publish();
+    }
+}
+
+impl<D, S, Req, C, R, H> Balance<D, Req, C, R, H>
+where
+    D: Discover<Service = Endpoint<S>> + Unpin,
+    D::Key: Hash + Eq + Clone + fmt::Debug,
+    D::Error: Into<BoxError>,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    R: Rng,
+    H: HashKey<Req>,
+{
+    /// Maglev readiness: the request (and so its endpoint) is known only in `call`, so every
+    /// candidate is kept polled ready (each one is re-polled only after it was called, as tower's
+    /// ready cache does) and the balancer is ready when at least one candidate is.
+    fn poll_ready_hashed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        loop {
+            if self.slots.is_empty() {
+                return if self.discover_done {
+                    Poll::Ready(Err(NoEndpoints::new().into()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            self.rebuild_candidates();
+            if self.table_dirty {
+                self.rebuild_table();
+            }
+            let mut any = false;
+            let mut failed = None;
+            for k in 0..self.candidates.len() {
+                let i = self.candidates[k];
+                if self.slots[i].ready {
+                    any = true;
+                    continue;
+                }
+                match self.slots[i].service.service.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.slots[i].ready = true;
+                        any = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        failed = Some((i, e.into()));
+                        break;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if let Some((i, e)) = failed {
+                self.drop_failed(i, e);
+                continue;
+            }
+            if any {
+                self.hash_ready = true;
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn rebuild_table(&mut self) {
+        use std::hash::Hasher as _;
+        self.table_dirty = false;
+        let size = match self.cfg.policy {
+            Policy::Maglev { table_size } => table_size,
+            _ => return,
+        };
+        let keys: Vec<(u64, u64)> = self
+            .slots
+            .iter()
+            .map(|s| {
+                let mut a = StableHasher::new(1);
+                s.key.hash(&mut a);
+                let mut b = StableHasher::new(2);
+                s.key.hash(&mut b);
+                (a.finish(), b.finish())
+            })
+            .collect();
+        self.table.build(&keys, size);
+    }
+
+    /// The endpoint for this request: the key's table entry, else the next entries in table
+    /// order (a stable fallback), else any ready candidate. Unkeyed requests go to a random ready
+    /// candidate.
+    fn pick_hashed(&mut self, req: &Req) -> usize {
+        if let Some(key) = self.hash_key.hash_key(req) {
+            let tries = self.table.len().min(4 * self.slots.len().max(1) + 64);
+            for probe in 0..tries {
+                let i = self.table.lookup(key, probe);
+                if i < self.slots.len() && self.slots[i].ready && self.slots[i].candidate {
+                    return i;
+                }
+            }
+        }
+        let n = self.candidates.len();
+        let offset = self.rng.next_range(0..n as u64) as usize;
+        for j in 0..n {
+            let i = self.candidates[(offset + j) % n];
+            if self.slots[i].ready {
+                return i;
+            }
+        }
+        unreachable!("poll_ready found a ready candidate and nothing changed since")
     }
 }
