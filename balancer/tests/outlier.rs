@@ -18,7 +18,7 @@ fn always(_: u64) -> bool {
     true
 }
 fn every_other(n: u64) -> bool {
-    n % 2 == 0
+    n.is_multiple_of(2)
 }
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -183,7 +183,7 @@ async fn failure_percentage_ejects_above_threshold() {
     });
     let services = vec![
         (sim_svc(0, ms(1), never), 1),
-        (sim_svc(1, ms(1), |n| n % 4 == 0), 1), // 25 %: stays
+        (sim_svc(1, ms(1), |n| n.is_multiple_of(4)), 1), // 25 %: stays
         (sim_svc(2, ms(1), every_other), 1),    // 50 %: ejected
     ];
     let mut lb = balancer(cfg, services);

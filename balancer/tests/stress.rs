@@ -31,10 +31,10 @@ async fn concurrent_callers_churn_and_snapshots() {
             service_fn(move |n: u64| {
                 served[id].fetch_add(1, Ordering::Relaxed);
                 async move {
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         tokio::task::yield_now().await;
                     }
-                    if (n + id as u64) % 7 == 0 {
+                    if (n + id as u64).is_multiple_of(7) {
                         Err(io::Error::other("x"))
                     } else {
                         Ok(id)

@@ -63,6 +63,7 @@ fn drive<S: Service<u64>>(svc: &mut S, x: u64, cx: &mut Context<'_>) -> bool {
 }
 
 type Caller = Box<dyn FnMut(u64) -> bool>;
+type MakeCaller = Box<dyn Fn() -> Caller>;
 
 fn caller<S: Service<u64> + 'static>(mut svc: S) -> Caller {
     let waker = futures::task::noop_waker();
@@ -89,7 +90,7 @@ fn peak_ewma() -> Policy {
     }
 }
 
-fn callers(n: usize) -> Vec<(&'static str, Box<dyn Fn() -> Caller>)> {
+fn callers(n: usize) -> Vec<(&'static str, MakeCaller)> {
     vec![
         ("bare endpoint", Box::new(|| caller(backend()))),
         (
