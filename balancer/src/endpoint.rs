@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_breaker::State;
+
+use crate::health::HealthFlag;
 use palisade_breaker::circuit::{Handle, Listener};
 
 /// What the balancer knows about an endpoint besides its service.
@@ -19,6 +21,7 @@ pub struct Metadata {
     zone: Option<Arc<str>>,
     weight: u32,
     breaker: Option<Arc<dyn BreakerProbe>>,
+    health: Option<HealthFlag>,
 }
 
 impl Default for Metadata {
@@ -33,6 +36,7 @@ impl fmt::Debug for Metadata {
             .field("zone", &self.zone)
             .field("weight", &self.weight)
             .field("breaker", &self.breaker.as_ref().map(|b| b.state()))
+            .field("healthy", &self.health.as_ref().map(HealthFlag::is_healthy))
             .finish()
     }
 }
@@ -44,6 +48,7 @@ impl Metadata {
             zone: None,
             weight: 1,
             breaker: None,
+            health: None,
         }
     }
 
@@ -77,6 +82,24 @@ impl Metadata {
         self
     }
 
+    /// Routes around the endpoint while its active health checks fail (see
+    /// [`health`](crate::health)).
+    #[must_use]
+    pub fn health(mut self, flag: HealthFlag) -> Self {
+        self.health = Some(flag);
+        self
+    }
+
+    /// Whether the endpoint passes its active health checks (true without checks).
+    pub fn healthy(&self) -> bool {
+        self.health.as_ref().is_none_or(HealthFlag::is_healthy)
+    }
+
+    /// Neither its breaker nor its health checks keep it out.
+    pub(crate) fn available(&self) -> bool {
+        self.healthy() && self.breaker_admits()
+    }
+
     /// The zone, if any.
     pub fn zone_name(&self) -> Option<&str> {
         self.zone.as_deref()
@@ -97,8 +120,9 @@ impl Metadata {
         self.breaker.as_ref().map(|b| b.state())
     }
 
+    /// Whether availability can change without the balancer seeing it (breaker or checks).
     pub(crate) fn has_breaker(&self) -> bool {
-        self.breaker.is_some()
+        self.breaker.is_some() || self.health.is_some()
     }
 }
 

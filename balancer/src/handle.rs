@@ -46,6 +46,8 @@ pub enum EndpointState {
     Ejected,
     /// Its circuit breaker does not admit calls.
     BreakerOpen,
+    /// It fails its active health checks.
+    Unhealthy,
 }
 
 impl EndpointState {
@@ -55,6 +57,7 @@ impl EndpointState {
             EndpointState::Active => "active",
             EndpointState::Ejected => "ejected",
             EndpointState::BreakerOpen => "breaker_open",
+            EndpointState::Unhealthy => "unhealthy",
         }
     }
 }
@@ -69,7 +72,7 @@ pub struct EndpointSnapshot {
     pub zone: Option<String>,
     /// Weight.
     pub weight: u32,
-    /// Routing state (ejection first, then breaker).
+    /// Routing state (ejection first, then health checks, then breaker).
     pub state: EndpointState,
     /// The breaker's state, if the endpoint has a breaker.
     pub breaker: Option<BreakerState>,
@@ -166,6 +169,8 @@ impl Handle {
                     .map(|u| u.saturating_duration_since(now));
                 let state = if ejected_for.is_some() {
                     EndpointState::Ejected
+                } else if !v.metadata.healthy() {
+                    EndpointState::Unhealthy
                 } else if !v.metadata.breaker_admits() {
                     EndpointState::BreakerOpen
                 } else {

@@ -59,6 +59,9 @@
 //! - **Circuit breakers**: an endpoint whose [`Metadata::breaker`] does not admit calls is left
 //!   out of the candidates (see [`BreakerProbe`] for why the balancer asks the breaker's handle
 //!   instead of relying on readiness).
+//! - **Active health checks** ([`health`]): a task per endpoint probes it on an interval and
+//!   flips the [`health::HealthFlag`] given to [`Metadata::health`]; failing endpoints are left
+//!   out like ejected ones.
 //! - **Panic threshold**: below this share of healthy endpoints every endpoint is a candidate.
 //!
 //! # Zones and slow start
@@ -73,6 +76,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `metrics` | `palisade_balancer_endpoints{service,state}` and `palisade_balancer_ejections_total{service,reason}` through the `metrics` facade |
+//! | `http-health` | [`health::HttpCheck`], an HTTP/1.1 `GET` probe for active health checks |
 //!
 //! [tower]: https://docs.rs/tower
 
@@ -82,6 +86,7 @@ pub mod discover;
 mod endpoint;
 mod handle;
 pub mod hash;
+pub mod health;
 #[cfg(feature = "metrics")]
 mod metrics;
 pub mod rng;

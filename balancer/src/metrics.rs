@@ -2,7 +2,7 @@
 //!
 //! | name | labels | kind |
 //! |---|---|---|
-//! | `palisade_balancer_endpoints` | `service`, `state` (`active`, `ejected`, `breaker_open`) | gauge |
+//! | `palisade_balancer_endpoints` | `service`, `state` (`active`, `ejected`, `breaker_open`, `unhealthy`) | gauge |
 //! | `palisade_balancer_ejections_total` | `service`, `reason` (`consecutive_failures`, `success_rate`, `failure_percentage`) | counter |
 //!
 //! Both are updated when membership or ejections change, never per call. The `breaker_open`
@@ -15,10 +15,12 @@ use crate::handle::{EjectionReason, EndpointState, EndpointView};
 
 pub(crate) fn endpoints(service: &str, views: &[EndpointView]) {
     let now = Instant::now();
-    let mut counts = [0u32; 3];
+    let mut counts = [0u32; 4];
     for v in views {
         let state = if v.ejected_until.is_some_and(|u| u > now) {
             EndpointState::Ejected
+        } else if !v.metadata.healthy() {
+            EndpointState::Unhealthy
         } else if !v.metadata.breaker_admits() {
             EndpointState::BreakerOpen
         } else {
@@ -30,6 +32,7 @@ pub(crate) fn endpoints(service: &str, views: &[EndpointView]) {
         EndpointState::Active,
         EndpointState::Ejected,
         EndpointState::BreakerOpen,
+        EndpointState::Unhealthy,
     ]
     .into_iter()
     .zip(counts)

@@ -184,7 +184,7 @@ async fn failure_percentage_ejects_above_threshold() {
     let services = vec![
         (sim_svc(0, ms(1), never), 1),
         (sim_svc(1, ms(1), |n| n.is_multiple_of(4)), 1), // 25 %: stays
-        (sim_svc(2, ms(1), every_other), 1),    // 50 %: ejected
+        (sim_svc(2, ms(1), every_other), 1),             // 50 %: ejected
     ];
     let mut lb = balancer(cfg, services);
     let handle = lb.handle();

@@ -619,7 +619,7 @@ where
         self.candidates_dirty = false;
         self.candidates.clear();
         for (i, s) in self.slots.iter().enumerate() {
-            if s.ejected_until.is_none() && s.service.metadata.breaker_admits() {
+            if s.ejected_until.is_none() && s.service.metadata.available() {
                 self.candidates.push(i);
             }
         }
@@ -639,9 +639,7 @@ where
             let zone_healthy = self
                 .slots
                 .iter()
-                .filter(|s| {
-                    local(s) && s.ejected_until.is_none() && s.service.metadata.breaker_admits()
-                })
+                .filter(|s| local(s) && s.ejected_until.is_none() && s.service.metadata.available())
                 .count();
             if zone_healthy > 0 && zone_healthy as f64 >= z.min_healthy_share * zone_total as f64 {
                 let slots = &self.slots;
