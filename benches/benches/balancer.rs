@@ -139,6 +139,19 @@ fn callers(n: usize) -> Vec<(&'static str, MakeCaller)> {
             Box::new(move || ours(n, Config::with_policy(peak_ewma()))),
         ),
         (
+            "ours Maglev (keyed)",
+            Box::new(move || {
+                let d = Disco((0..n).map(|i| (i, Endpoint::new(backend()))).collect());
+                let lb: Balance<_, u64, _, _, _> = Balance::builder(d)
+                    .config(Config::with_policy(Policy::Maglev { table_size: 65_537 }))
+                    .hash_key(|r: &u64| Some(palisade_balancer::hash::key_of(r)))
+                    .rng(SmallRng::seed_from_u64(1))
+                    .build()
+                    .unwrap();
+                caller(lb)
+            }),
+        ),
+        (
             "ours P2C Peak-EWMA + outlier",
             Box::new(move || {
                 ours(
