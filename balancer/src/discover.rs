@@ -179,3 +179,125 @@ where
         })
     }
 }
+
+type Changed<T> = Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (
+                    Result<(), tokio::sync::watch::error::RecvError>,
+                    tokio::sync::watch::Receiver<T>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// A [`Discover`] that follows a `tokio::sync::watch` channel holding the whole endpoint list
+/// (what dynamic config publishes): each new list is diffed by key into `Remove`s for keys that
+/// left and `Insert`s for keys that arrived. An endpoint whose key stays is kept as it is (its
+/// counters and ejection state too); to replace it, remove it in one list and add it in the next.
+///
+/// The channel's current list is yielded first. The discover ends when the sender is dropped.
+///
+/// ```
+/// use palisade_balancer::discover::WatchDiscover;
+/// use palisade_balancer::Endpoint;
+/// let (tx, rx) = tokio::sync::watch::channel(vec![("a", Endpoint::new(()))]);
+/// let d = WatchDiscover::new(rx);
+/// tx.send_replace(vec![("a", Endpoint::new(())), ("b", Endpoint::new(()))]);
+/// # drop(d);
+/// ```
+pub struct WatchDiscover<K, S> {
+    current: std::collections::HashSet<K>,
+    pending: VecDeque<Change<K, Endpoint<S>>>,
+    changed: Option<Changed<Vec<(K, Endpoint<S>)>>>,
+    first: Option<tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>>,
+}
+
+impl<K, S> std::fmt::Debug for WatchDiscover<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchDiscover")
+            .field("endpoints", &self.current.len())
+            .field("pending_changes", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<K, S> Unpin for WatchDiscover<K, S> {}
+
+impl<K, S> WatchDiscover<K, S>
+where
+    K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    /// Follows `rx`.
+    pub fn new(rx: tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>) -> Self {
+        Self {
+            current: std::collections::HashSet::new(),
+            pending: VecDeque::new(),
+            changed: None,
+            first: Some(rx),
+        }
+    }
+
+    fn diff(&mut self, rx: &mut tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>) {
+        let list = rx.borrow_and_update();
+        let next: std::collections::HashSet<&K> = list.iter().map(|(k, _)| k).collect();
+        let gone: Vec<K> = self
+            .current
+            .iter()
+            .filter(|k| !next.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.current.remove(&k);
+            self.pending.push_back(Change::Remove(k));
+        }
+        for (k, e) in list.iter() {
+            if self.current.insert(k.clone()) {
+                self.pending.push_back(Change::Insert(k.clone(), e.clone()));
+            }
+        }
+    }
+
+    fn wait(
+        rx: tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>,
+    ) -> Changed<Vec<(K, Endpoint<S>)>> {
+        Box::pin(async move {
+            let mut rx = rx;
+            let r = rx.changed().await;
+            (r, rx)
+        })
+    }
+}
+
+impl<K, S> Stream for WatchDiscover<K, S>
+where
+    K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    type Item = Result<Change<K, Endpoint<S>>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(c) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(c)));
+            }
+            if let Some(mut rx) = this.first.take() {
+                this.diff(&mut rx);
+                this.changed = Some(Self::wait(rx));
+                continue;
+            }
+            let Some(fut) = this.changed.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let (r, mut rx) = std::task::ready!(fut.as_mut().poll(cx));
+            if r.is_err() {
+                this.changed = None;
+                return Poll::Ready(None);
+            }
+            this.diff(&mut rx);
+            this.changed = Some(Self::wait(rx));
+        }
+    }
+}

@@ -78,9 +78,10 @@ pub struct EndpointSnapshot {
     pub breaker: Option<BreakerState>,
     /// Requests in flight.
     pub in_flight: u32,
-    /// Successful calls since the endpoint was added.
+    /// Successful calls since the endpoint was added (calls are classified, and so counted, only
+    /// while outlier detection is on).
     pub successes: u64,
-    /// Failed calls since the endpoint was added.
+    /// Failed calls since the endpoint was added (counted only while outlier detection is on).
     pub failures: u64,
     /// Failures in a row.
     pub consecutive_failures: u32,

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use common::id_svc;
 use palisade_balancer::balance::error::NoEndpoints;
-use palisade_balancer::discover::{WithMetadata, channel};
+use palisade_balancer::discover::{WatchDiscover, WithMetadata, channel};
 use palisade_balancer::rng::SmallRng;
 use palisade_balancer::{Balance, Config, Endpoint, Metadata, Policy};
 use tokio_test::{assert_pending, assert_ready_ok, task};
@@ -155,4 +155,44 @@ async fn not_ready_endpoints_are_skipped_and_failed_ones_removed() {
         assert_eq!(lb.call(()).await.unwrap(), 1);
     }
     assert_eq!(lb.len(), 2);
+}
+
+#[tokio::test]
+async fn watch_discover_diffs_whole_lists() {
+    let (tx, rx) = tokio::sync::watch::channel(vec![(0usize, Endpoint::new(id_svc(0)))]);
+    let mut lb = Balance::builder(WatchDiscover::new(rx))
+        .config(rr())
+        .build()
+        .unwrap();
+    let handle = lb.handle();
+    assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), 0);
+
+    // A new list with 0 kept and 1, 2 added: 0 keeps its counters.
+    tx.send_replace(vec![
+        (0, Endpoint::new(id_svc(0))),
+        (1, Endpoint::new(id_svc(1))),
+        (2, Endpoint::new(id_svc(2))),
+    ]);
+    let mut hits = [0; 3];
+    for _ in 0..9 {
+        hits[lb.ready().await.unwrap().call(()).await.unwrap()] += 1;
+    }
+    assert_eq!(hits, [3, 3, 3]);
+    assert_eq!(
+        handle.snapshot().endpoint("0").unwrap().successes,
+        0,
+        "outlier detection off: nothing classified"
+    );
+    assert_eq!(lb.len(), 3);
+
+    // 0 and 2 leave.
+    tx.send_replace(vec![(1, Endpoint::new(id_svc(1)))]);
+    for _ in 0..3 {
+        assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), 1);
+    }
+    assert_eq!(lb.len(), 1);
+
+    // The sender goes away: the set stays as it was.
+    drop(tx);
+    assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), 1);
 }
