@@ -180,12 +180,17 @@ where
     }
 }
 
-type Changed<T> = Pin<
+/// What a [`WatchDiscover`]'s channel holds: the whole endpoint list.
+pub type EndpointList<K, S> = Vec<(K, Endpoint<S>)>;
+
+type ListRx<K, S> = tokio::sync::watch::Receiver<EndpointList<K, S>>;
+
+type Changed<K, S> = Pin<
     Box<
         dyn std::future::Future<
                 Output = (
                     Result<(), tokio::sync::watch::error::RecvError>,
-                    tokio::sync::watch::Receiver<T>,
+                    ListRx<K, S>,
                 ),
             > + Send,
     >,
@@ -209,8 +214,8 @@ type Changed<T> = Pin<
 pub struct WatchDiscover<K, S> {
     current: std::collections::HashSet<K>,
     pending: VecDeque<Change<K, Endpoint<S>>>,
-    changed: Option<Changed<Vec<(K, Endpoint<S>)>>>,
-    first: Option<tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>>,
+    changed: Option<Changed<K, S>>,
+    first: Option<ListRx<K, S>>,
 }
 
 impl<K, S> std::fmt::Debug for WatchDiscover<K, S> {
@@ -230,7 +235,7 @@ where
     S: Clone + Send + Sync + 'static,
 {
     /// Follows `rx`.
-    pub fn new(rx: tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>) -> Self {
+    pub fn new(rx: ListRx<K, S>) -> Self {
         Self {
             current: std::collections::HashSet::new(),
             pending: VecDeque::new(),
@@ -239,7 +244,7 @@ where
         }
     }
 
-    fn diff(&mut self, rx: &mut tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>) {
+    fn diff(&mut self, rx: &mut ListRx<K, S>) {
         let list = rx.borrow_and_update();
         let next: std::collections::HashSet<&K> = list.iter().map(|(k, _)| k).collect();
         let gone: Vec<K> = self
@@ -259,9 +264,7 @@ where
         }
     }
 
-    fn wait(
-        rx: tokio::sync::watch::Receiver<Vec<(K, Endpoint<S>)>>,
-    ) -> Changed<Vec<(K, Endpoint<S>)>> {
+    fn wait(rx: ListRx<K, S>) -> Changed<K, S> {
         Box::pin(async move {
             let mut rx = rx;
             let r = rx.changed().await;
