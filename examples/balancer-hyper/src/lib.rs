@@ -2,7 +2,7 @@
 //!
 //! Three local HTTP/1.1 servers stand in for the instances of one service; the third answers
 //! `503` to everything. Each endpoint is the shared hyper-util `Client` with the request URI
-//! pointed at one server; the balancer picks with P2C Peak-EWMA, classifies responses with the
+//! pointed at one server; the balancer picks with P2C least outstanding, classifies responses with the
 //! breaker crate's `HttpClassifier` (5xx fail), and outlier detection ejects the failing server
 //! after five failures in a row.
 //!
@@ -10,7 +10,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -91,11 +90,10 @@ pub async fn run(requests: usize) -> Result<Summary, palisade_balancer::BoxError
             });
         (i, Endpoint::new(svc))
     });
-    let config = Config::with_policy(Policy::PeakEwma {
-        default_rtt: Duration::from_millis(30),
-        decay: Duration::from_secs(10),
-    })
-    .outlier(OutlierConfig {
+    // Least outstanding rather than Peak-EWMA here: the requests below are sequential, and with
+    // Peak-EWMA one slow first request (connection setup on a loaded machine) would make that
+    // server look slow for several seconds of a sub-second demo.
+    let config = Config::with_policy(Policy::LeastOutstanding).outlier(OutlierConfig {
         consecutive_failures: Some(5),
         success_rate: Some(SuccessRate::default()),
         max_ejection_percent: 0.34,
