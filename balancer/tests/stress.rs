@@ -22,6 +22,7 @@ async fn concurrent_callers_churn_and_snapshots() {
             default_rtt: Duration::from_micros(100),
             decay: Duration::from_millis(100),
         },
+        Policy::Maglev { table_size: 251 },
     ] {
         let (tx, d) = channel();
         let served: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
@@ -55,6 +56,7 @@ async fn concurrent_callers_churn_and_snapshots() {
         let lb = Balance::builder(d)
             .config(cfg)
             .rng(SmallRng::seed_from_u64(11))
+            .hash_key(|n: &u64| Some(n % 16))
             .build()
             .unwrap();
         let handle = lb.handle();
