@@ -95,6 +95,22 @@ pub struct EndpointSnapshot {
     /// Ejection time left.
     #[serde(with = "humantime_serde")]
     pub ejected_for: Option<Duration>,
+    /// The latest ejections (up to 8), oldest first.
+    pub history: Vec<Ejection>,
+}
+
+/// One past ejection of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Ejection {
+    /// Why.
+    pub reason: EjectionReason,
+    /// How long ago it started (at the time of the snapshot).
+    #[serde(with = "humantime_serde")]
+    pub ago: Duration,
+    /// How long it was set to last.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
 }
 
 /// A point-in-time view of a balancer, for health endpoints and dashboards.
@@ -133,6 +149,7 @@ pub(crate) struct EndpointView {
     pub(crate) ejected_until: Option<Instant>,
     pub(crate) ejections: u64,
     pub(crate) last_ejection: Option<EjectionReason>,
+    pub(crate) history: Vec<(EjectionReason, Instant, Duration)>,
 }
 
 #[derive(Debug)]
@@ -192,6 +209,15 @@ impl Handle {
                     ejections: v.ejections,
                     last_ejection: v.last_ejection,
                     ejected_for,
+                    history: v
+                        .history
+                        .iter()
+                        .map(|&(reason, at, duration)| Ejection {
+                            reason,
+                            ago: now.saturating_duration_since(at),
+                            duration,
+                        })
+                        .collect(),
                 }
             })
             .collect();

@@ -98,7 +98,9 @@ pub use crate::config::{
     ZoneAware,
 };
 pub use crate::endpoint::{BreakerProbe, Endpoint, Metadata};
-pub use crate::handle::{EjectionReason, EndpointSnapshot, EndpointState, Handle, Snapshot};
+pub use crate::handle::{
+    Ejection, EjectionReason, EndpointSnapshot, EndpointState, Handle, Snapshot,
+};
 
 /// The error type at service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

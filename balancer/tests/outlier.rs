@@ -101,6 +101,15 @@ async fn consecutive_failures_eject_for_growing_time_then_return() {
         left > Duration::from_secs(24) && left <= Duration::from_secs(25),
         "{left:?}"
     );
+    // The history keeps all three, oldest first, with their set durations.
+    let durations: Vec<u64> = e.history.iter().map(|h| h.duration.as_secs()).collect();
+    assert_eq!(durations, [10, 20, 25]);
+    assert!(e.history[0].ago > e.history[2].ago);
+    assert!(
+        e.history
+            .iter()
+            .all(|h| h.reason == EjectionReason::ConsecutiveFailures)
+    );
 }
 
 #[tokio::test(start_paused = true)]

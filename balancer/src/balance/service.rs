@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use palisade_breaker::{AnyError, Classify};
@@ -75,6 +76,9 @@ where
     _req: PhantomData<fn(Req)>,
 }
 
+/// Ejections remembered per endpoint for the snapshot.
+const HISTORY: usize = 8;
+
 struct Slot<K, S> {
     key: K,
     /// The endpoint (service and metadata).
@@ -85,6 +89,8 @@ struct Slot<K, S> {
     ejection_level: u32,
     ejections: u64,
     last_ejection: Option<EjectionReason>,
+    /// The latest ejections, oldest first (at most `HISTORY`).
+    history: VecDeque<(EjectionReason, Instant, Duration)>,
     wrr_current: i64,
     /// When the endpoint joined, if it is slow-starting.
     joined: Option<Instant>,
@@ -278,10 +284,10 @@ fn decay_ns(policy: &Policy) -> f64 {
     }
 }
 
-fn default_rtt(policy: &Policy) -> std::time::Duration {
+fn default_rtt(policy: &Policy) -> Duration {
     match policy {
         Policy::PeakEwma { default_rtt, .. } => *default_rtt,
-        _ => std::time::Duration::from_millis(30),
+        _ => Duration::from_millis(30),
     }
 }
 
@@ -413,6 +419,7 @@ where
             ejection_level: 0,
             ejections: 0,
             last_ejection: None,
+            history: VecDeque::new(),
             wrr_current: 0,
             joined: joined_at,
             ready: false,
@@ -460,6 +467,7 @@ where
                 ejected_until: s.ejected_until,
                 ejections: s.ejections,
                 last_ejection: s.last_ejection,
+                history: s.history.iter().copied().collect(),
             })
             .collect();
         #[cfg(feature = "metrics")]
@@ -539,6 +547,10 @@ where
         slot.ejected_until = Some(until);
         slot.ejections += 1;
         slot.last_ejection = Some(reason);
+        if slot.history.len() == HISTORY {
+            slot.history.pop_front();
+        }
+        slot.history.push_back((reason, now, time));
         slot.stats.consecutive_failures.store(0, Ordering::Relaxed);
         self.ejected += 1;
         self.next_unejection = Some(self.next_unejection.map_or(until, |t| t.min(until)));
