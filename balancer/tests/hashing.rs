@@ -124,3 +124,77 @@ fn table_size_must_be_prime() {
     let cfg: Config = serde_json::from_str(r#"{"policy": {"type": "maglev"}}"#).unwrap();
     assert_eq!(cfg.policy, Policy::Maglev { table_size: 65_537 });
 }
+
+/// With tower-test mocks (which panic when called without readiness): a busy owner's key goes to
+/// a ready endpoint instead, every call is preceded by readiness, and the key returns home once
+/// the owner is ready again.
+#[tokio::test]
+async fn busy_owner_falls_back_without_breaking_the_readiness_contract() {
+    use tokio_test::{assert_pending, assert_ready_ok, task};
+
+    let (tx, d) = channel();
+    let mut handles = Vec::new();
+    for id in 0..3usize {
+        let (svc, h) = tower_test::mock::pair::<Option<u64>, usize>();
+        handles.push(h);
+        tx.insert(id, Endpoint::new(svc));
+    }
+    let mut lb = Balance::builder(d)
+        .config(maglev())
+        .hash_key(key)
+        .rng(SmallRng::seed_from_u64(3))
+        .build()
+        .unwrap();
+    let mut t = task::spawn(());
+
+    // Nobody admits: not ready.
+    for h in &mut handles {
+        h.allow(0);
+    }
+    assert_pending!(t.enter(|cx, _| lb.poll_ready(cx)));
+
+    // Everyone admits one call: key 7 goes to its owner.
+    for h in &mut handles {
+        h.allow(1);
+    }
+    assert_ready_ok!(t.enter(|cx, _| lb.poll_ready(cx)));
+    let fut = lb.call(Some(7));
+    let mut owner = None;
+    for (id, h) in handles.iter_mut().enumerate() {
+        if let std::task::Poll::Ready(Some((req, resp))) = task::spawn(h.next_request()).poll() {
+            assert_eq!(req, Some(7));
+            resp.send_response(id);
+            owner = Some(id);
+        }
+    }
+    let owner = owner.expect("one endpoint got the call");
+    assert_eq!(fut.await.unwrap(), owner);
+
+    // The owner is now out of permits; the others still have one each: key 7 falls back.
+    assert_ready_ok!(t.enter(|cx, _| lb.poll_ready(cx)));
+    let fut = lb.call(Some(7));
+    let mut fallback = None;
+    for (id, h) in handles.iter_mut().enumerate() {
+        if let std::task::Poll::Ready(Some((_, resp))) = task::spawn(h.next_request()).poll() {
+            resp.send_response(id);
+            fallback = Some(id);
+        }
+    }
+    let fallback = fallback.expect("a ready endpoint got the call");
+    assert_ne!(fallback, owner);
+    assert_eq!(fut.await.unwrap(), fallback);
+
+    // The owner admits again: key 7 is back home.
+    handles[owner].allow(1);
+    assert_ready_ok!(t.enter(|cx, _| lb.poll_ready(cx)));
+    let fut = lb.call(Some(7));
+    let mut got = None;
+    for (id, h) in handles.iter_mut().enumerate() {
+        if let std::task::Poll::Ready(Some((_, resp))) = task::spawn(h.next_request()).poll() {
+            resp.send_response(id);
+            got = Some(id);
+        }
+    }
+    assert_eq!(got, Some(owner));
+    assert_eq!(fut.await.unwrap(), owner);
+}

@@ -60,6 +60,10 @@ where
     table_dirty: bool,
     /// Maglev: `poll_ready` found at least one ready candidate; `call` picks by key.
     hash_ready: bool,
+    /// Maglev: candidates not polled ready since their last call.
+    unready: Vec<usize>,
+    /// Maglev: candidates polled ready and not called since.
+    ready_candidates: usize,
     cfg: Arc<Config>,
     cfg_version: u64,
     decay_ns: f64,
@@ -261,6 +265,8 @@ impl<D, C, R, H> Builder<D, C, R, H> {
             table: MaglevTable::default(),
             table_dirty: true,
             hash_ready: false,
+            unready: Vec::new(),
+            ready_candidates: 0,
             decay_ns: decay_ns(&cfg.policy),
             cfg,
             cfg_version: 0,
@@ -333,6 +339,8 @@ where
             self.rr_next = 0;
             self.table_dirty = true;
             for s in &mut self.slots {
+                // Readiness seen under the old policy may have been consumed since.
+                s.ready = false;
                 s.wrr_current = 0;
                 s.stats.reset_default_rtt(default_rtt(&cfg.policy));
             }
@@ -624,9 +632,10 @@ where
 {
     /// Rebuilds the candidate list: endpoints that are neither ejected nor behind a breaker that
     /// refuses calls; all endpoints when the healthy share is under the panic threshold.
-    fn rebuild_candidates(&mut self) {
+    /// Returns whether it rebuilt.
+    fn rebuild_candidates(&mut self) -> bool {
         if !self.candidates_dirty && self.breakers == 0 {
-            return;
+            return false;
         }
         self.candidates_dirty = false;
         self.candidates.clear();
@@ -678,6 +687,7 @@ where
                 tracing::info!(balancer = %self.shared.name, "panic mode over");
             }
         }
+        true
     }
 
     /// The policy's choice among the candidates (at least one).
@@ -799,7 +809,7 @@ where
                     Poll::Pending
                 };
             }
-            self.rebuild_candidates();
+            let _ = self.rebuild_candidates();
             let first = self.pick();
             match self.slots[first].service.service.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
@@ -845,6 +855,9 @@ where
             self.hash_ready = false;
             let i = self.pick_hashed(&req);
             self.slots[i].ready = false;
+            // `pick_hashed` returns a ready candidate.
+            self.ready_candidates -= 1;
+            self.unready.push(i);
             i
         } else {
             self.chosen
@@ -906,35 +919,45 @@ where
                     Poll::Pending
                 };
             }
-            self.rebuild_candidates();
+            if self.rebuild_candidates() {
+                // Candidate indexes changed: recount which are ready.
+                self.unready.clear();
+                self.ready_candidates = 0;
+                for k in 0..self.candidates.len() {
+                    let i = self.candidates[k];
+                    if self.slots[i].ready {
+                        self.ready_candidates += 1;
+                    } else {
+                        self.unready.push(i);
+                    }
+                }
+            }
             if self.table_dirty {
                 self.rebuild_table();
             }
-            let mut any = false;
+            // Only candidates not known to be ready are polled (usually just the one called last).
             let mut failed = None;
-            for k in 0..self.candidates.len() {
-                let i = self.candidates[k];
-                if self.slots[i].ready {
-                    any = true;
-                    continue;
-                }
+            let mut k = 0;
+            while k < self.unready.len() {
+                let i = self.unready[k];
                 match self.slots[i].service.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         self.slots[i].ready = true;
-                        any = true;
+                        self.ready_candidates += 1;
+                        self.unready.swap_remove(k);
                     }
                     Poll::Ready(Err(e)) => {
                         failed = Some((i, e.into()));
                         break;
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => k += 1,
                 }
             }
             if let Some((i, e)) = failed {
                 self.drop_failed(i, e);
                 continue;
             }
-            if any {
+            if self.ready_candidates > 0 {
                 self.hash_ready = true;
                 return Poll::Ready(Ok(()));
             }
