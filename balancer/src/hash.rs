@@ -8,6 +8,28 @@ use std::hash::{Hash, Hasher};
 ///
 /// Closures `Fn(&Req) -> Option<u64>` implement it; [`key_of`] hashes any `Hash` value into a
 /// stable `u64`.
+///
+/// ```
+/// use palisade_balancer::discover::StaticList;
+/// use palisade_balancer::hash::key_of;
+/// use palisade_balancer::{Balance, Config, Endpoint, Policy};
+/// use tower::{service_fn, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ep = |id: u32| service_fn(move |_user: String| async move { Ok::<_, std::io::Error>(id) });
+/// let list = StaticList::new((0..5u32).map(|i| (i, Endpoint::new(ep(i)))));
+/// let mut lb = Balance::builder(list)
+///     .config(Config::with_policy(Policy::Maglev { table_size: 65_537 }))
+///     .hash_key(|user: &String| Some(key_of(user)))   // sticky per user
+///     .build()
+///     .unwrap();
+/// let first = lb.ready().await.unwrap().call("alice".to_owned()).await.unwrap();
+/// for _ in 0..10 {
+///     assert_eq!(lb.ready().await.unwrap().call("alice".to_owned()).await.unwrap(), first);
+/// }
+/// # }
+/// ```
 pub trait HashKey<Req> {
     /// The request's key.
     fn hash_key(&self, req: &Req) -> Option<u64>;

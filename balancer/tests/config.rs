@@ -121,3 +121,20 @@ async fn reconfigure_applies_live_and_rejects_bad_config() {
         "old config kept"
     );
 }
+
+#[tokio::test]
+async fn snapshot_serialises_for_health_endpoints() {
+    let mut lb = balancer(
+        Config::with_policy(Policy::RoundRobin),
+        vec![(id_svc(0), 2), (id_svc(1), 1)],
+    );
+    lb.ready().await.unwrap().call(()).await.unwrap();
+    let snap = lb.handle().snapshot();
+    let v = serde_json::to_value(&snap).unwrap();
+    assert_eq!(v["name"], "default");
+    assert_eq!(v["endpoints"][0]["key"], "0");
+    assert_eq!(v["endpoints"][0]["weight"], 2);
+    assert_eq!(v["endpoints"][0]["state"], "active");
+    assert_eq!(v["endpoints"][1]["ejected_for"], serde_json::Value::Null);
+    assert_eq!(v["panic"], false);
+}
