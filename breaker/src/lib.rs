@@ -30,6 +30,7 @@
 //!
 //! [tower]: https://docs.rs/tower
 
+pub mod bulkhead;
 pub mod circuit;
 mod classify;
 #[cfg(feature = "metrics")]
@@ -41,6 +42,9 @@ pub use crate::classify::GrpcClassifier;
 #[cfg(feature = "http")]
 pub use crate::classify::HttpClassifier;
 pub use crate::classify::{AnyError, Classify, Outcome};
+pub use crate::util::InvalidConfig;
+
+mod util;
 
 /// The error type at service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,4 +68,42 @@ pub fn find_rejection<'a>(
         cur = e.source();
     }
     None
+}
+
+/// A rejection by one of this crate's admission layers: the call never reached the dependency,
+/// so it says nothing about the dependency's health and must not be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection<'a> {
+    /// A circuit breaker was open.
+    CircuitOpen(&'a circuit::Rejected),
+    /// A bulkhead was full.
+    BulkheadFull(&'a bulkhead::Rejected),
+}
+
+/// Finds any Palisade rejection (breaker open, bulkhead full, rate limited) anywhere in an
+/// error's source chain.
+///
+/// ```
+/// use palisade_breaker::{find_any_rejection, BoxError};
+/// let e: BoxError = "boom".into();
+/// assert!(find_any_rejection(&*e).is_none());
+/// ```
+pub fn find_any_rejection<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<Rejection<'a>> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<circuit::Rejected>() {
+            return Some(Rejection::CircuitOpen(r));
+        }
+        if let Some(r) = e.downcast_ref::<bulkhead::Rejected>() {
+            return Some(Rejection::BulkheadFull(r));
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Whether an error is (or wraps) a Palisade rejection. Retries use this to never retry one.
+pub fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    find_any_rejection(err).is_some()
 }
