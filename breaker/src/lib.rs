@@ -35,6 +35,7 @@ pub mod circuit;
 mod classify;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod ratelimit;
 
 pub use crate::circuit::State;
 #[cfg(feature = "tonic")]
@@ -79,6 +80,8 @@ pub enum Rejection<'a> {
     CircuitOpen(&'a circuit::Rejected),
     /// A bulkhead was full.
     BulkheadFull(&'a bulkhead::Rejected),
+    /// A rate limiter turned the call away.
+    RateLimited(&'a ratelimit::Rejected),
 }
 
 /// Finds any Palisade rejection (breaker open, bulkhead full, rate limited) anywhere in an
@@ -97,6 +100,9 @@ pub fn find_any_rejection<'a>(err: &'a (dyn std::error::Error + 'static)) -> Opt
         }
         if let Some(r) = e.downcast_ref::<bulkhead::Rejected>() {
             return Some(Rejection::BulkheadFull(r));
+        }
+        if let Some(r) = e.downcast_ref::<ratelimit::Rejected>() {
+            return Some(Rejection::RateLimited(r));
         }
         cur = e.source();
     }
