@@ -36,6 +36,7 @@ mod classify;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod ratelimit;
+pub mod retry;
 
 pub use crate::circuit::State;
 #[cfg(feature = "tonic")]
