@@ -37,6 +37,7 @@ mod classify;
 pub mod metrics;
 pub mod ratelimit;
 pub mod retry;
+pub mod timeout;
 
 pub use crate::circuit::State;
 #[cfg(feature = "tonic")]
