@@ -33,6 +33,7 @@
 pub mod bulkhead;
 pub mod circuit;
 mod classify;
+pub mod fallback;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod ratelimit;

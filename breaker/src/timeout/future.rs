@@ -40,6 +40,7 @@ impl<F> ResponseFuture<F> {
     }
 
     /// A deadline that had already passed: fails without calling.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn expired() -> Self {
         Self {
             kind: Kind::Expired,
