@@ -6,7 +6,10 @@
 //!   `HttpPolicy` (feature `http`: idempotent methods only unless told, 502/503/504/429,
 //!   `Retry-After`). No built-in policy ever retries a Palisade rejection (breaker open,
 //!   bulkhead full, rate limited): see [`is_rejection`](crate::is_rejection).
-//! * **How a request is replayed** is a [`Replay`]: [`CloneReplay`] for `Clone` requests.
+//! * **How a request is replayed** is a [`Replay`]: [`CloneReplay`] for `Clone` requests;
+//!   `HttpReplay` (feature `http`) for `http::Request<B>` with a streaming body, buffered as the
+//!   first attempt sends it, up to a limit (64 KiB by default); a larger body is sent once and
+//!   not retried, reported as `GiveUp::NotReplayable(BODY_TOO_LARGE)`.
 //! * **How much** is bounded by `max_attempts` and by the budget: retries at most `ratio` of the
 //!   calls plus `min_per_second`, so a failing dependency sees at most that much extra load
 //!   instead of `max_attempts` times its traffic.
@@ -57,6 +60,8 @@ mod core;
 pub mod future;
 mod policy;
 mod replay;
+#[cfg(feature = "http")]
+mod replay_body;
 mod service;
 
 pub use self::config::{Backoff, BudgetConfig, Builder, Config};
@@ -65,4 +70,6 @@ pub use self::core::{GiveUp, Handle, Listener, Snapshot};
 pub use self::policy::HttpPolicy;
 pub use self::policy::{Decision, Policy, RetryErrors, RetryFailures};
 pub use self::replay::{CloneReplay, Replay};
+#[cfg(feature = "http")]
+pub use self::replay_body::{BODY_TOO_LARGE, HttpReplay, ReplayBody, SavedRequest};
 pub use self::service::{LayerBuilder, Retry, RetryLayer};
