@@ -136,8 +136,7 @@ async fn full_jitter_stays_under_the_ceiling_and_repeats_with_a_seed() {
             .unwrap();
         let mut svc = layer.layer(Flaky::new(100));
         let _ = svc.ready().await.unwrap().call(1).await;
-        let v = rec.0.lock().unwrap().clone();
-        v
+        rec.0.lock().unwrap().clone()
     }
     let a = delays(42).await;
     let b = delays(42).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::budget::Budget;
-use super::config::{BudgetConfig, Config};
+use super::config::Config;
 use crate::util::{InvalidConfig, Rng};
 
 /// Why a retry did not happen and the last result went back to the caller.
@@ -217,8 +217,7 @@ impl<L: Listener> Handle<L> {
     pub fn reconfigure(&self, cfg: Config) -> Result<(), InvalidConfig> {
         cfg.validate()?;
         let s = &self.shared;
-        s.budget
-            .store(&cfg.budget.unwrap_or_else(BudgetConfig::default));
+        s.budget.store(&cfg.budget.unwrap_or_default());
         s.budget_on.store(cfg.budget.is_some(), Relaxed);
         s.cfg.store(Arc::new(cfg));
         Ok(())

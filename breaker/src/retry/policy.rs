@@ -58,10 +58,10 @@ where
     C: Classify<Res, E>,
 {
     fn decide(&self, result: Result<&Res, &E>) -> Decision {
-        if let Err(e) = result {
-            if crate::is_rejection(e) {
-                return Decision::Return;
-            }
+        if let Err(e) = result
+            && crate::is_rejection(e)
+        {
+            return Decision::Return;
         }
         match self.0.classify(result, None) {
             Outcome::Failure => Decision::Retry,
