@@ -34,6 +34,7 @@ pub mod bulkhead;
 pub mod circuit;
 mod classify;
 pub mod fallback;
+pub mod limit;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod ratelimit;

@@ -106,6 +106,11 @@ impl<L: Listener> Shared<L> {
     }
 
     #[inline]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    #[inline]
     pub(crate) fn queued_is_empty(&self) -> bool {
         self.queued.load(SeqCst) == 0
     }

@@ -38,7 +38,7 @@
 //! ```
 
 mod config;
-mod core;
+pub(crate) mod core;
 pub mod error;
 pub mod future;
 mod layer;

@@ -69,6 +69,10 @@ impl<S, L: Listener> Bulkhead<S, L> {
         self.inner
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared<L>> {
+        &self.slot.shared
+    }
+
     /// The handle of this service's bulkhead.
     pub fn handle(&self) -> Handle<L> {
         Handle {
