@@ -31,6 +31,7 @@
 //! [tower]: https://docs.rs/tower
 
 pub mod bulkhead;
+pub mod chaos;
 pub mod circuit;
 mod classify;
 pub mod fallback;
