@@ -35,6 +35,7 @@ pub mod chaos;
 pub mod circuit;
 mod classify;
 pub mod fallback;
+pub mod hedge;
 pub mod limit;
 #[cfg(feature = "metrics")]
 pub mod metrics;

@@ -61,7 +61,7 @@ impl Listener for () {}
 
 pub(crate) struct Shared<L> {
     pub(crate) cfg: ArcSwap<Config>,
-    budget: Budget,
+    budget: Arc<Budget>,
     budget_on: AtomicBool,
     rng: Rng,
     retries: AtomicU64,
@@ -83,7 +83,7 @@ impl<L: Listener> Shared<L> {
     pub(crate) fn new(name: Box<str>, cfg: Config, seed: Option<u64>, listener: L) -> Self {
         let budget_cfg = cfg.budget.unwrap_or_default();
         Shared {
-            budget: Budget::new(&budget_cfg),
+            budget: Arc::new(Budget::new(&budget_cfg)),
             budget_on: AtomicBool::new(cfg.budget.is_some()),
             cfg: ArcSwap::from_pointee(cfg),
             rng: seed.map_or_else(Rng::from_entropy, Rng::new),
@@ -207,6 +207,12 @@ impl<L: Listener> Handle<L> {
         }
     }
 
+    /// The retry budget, to share with other layers that add load on failure (a
+    /// [hedge](crate::hedge) draws its extra attempts from it).
+    pub fn budget(&self) -> RetryBudget {
+        RetryBudget(self.shared.budget.clone())
+    }
+
     /// The config in force.
     pub fn config(&self) -> Config {
         Config::clone(&self.shared.cfg.load())
@@ -221,5 +227,33 @@ impl<L: Listener> Handle<L> {
         s.budget_on.store(cfg.budget.is_some(), Relaxed);
         s.cfg.store(Arc::new(cfg));
         Ok(())
+    }
+}
+
+/// A retry budget that can be shared between layers: calls deposit, extra attempts (retries,
+/// hedges) withdraw. Lock-free. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RetryBudget(pub(crate) Arc<Budget>);
+
+impl RetryBudget {
+    /// A budget on its own.
+    pub fn new(cfg: &super::BudgetConfig) -> Self {
+        RetryBudget(Arc::new(Budget::new(cfg)))
+    }
+
+    /// Records a call.
+    #[inline]
+    pub fn deposit(&self) {
+        self.0.deposit();
+    }
+
+    /// Spends one extra attempt if the budget allows it.
+    pub fn withdraw(&self) -> bool {
+        self.0.withdraw()
+    }
+
+    /// Extra attempts available now.
+    pub fn available(&self) -> u32 {
+        self.0.available()
     }
 }

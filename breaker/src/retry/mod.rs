@@ -65,7 +65,7 @@ mod replay_body;
 mod service;
 
 pub use self::config::{Backoff, BudgetConfig, Builder, Config};
-pub use self::core::{GiveUp, Handle, Listener, Snapshot};
+pub use self::core::{GiveUp, Handle, Listener, RetryBudget, Snapshot};
 #[cfg(feature = "http")]
 pub use self::policy::HttpPolicy;
 pub use self::policy::{Decision, Policy, RetryErrors, RetryFailures};
