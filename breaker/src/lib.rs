@@ -34,6 +34,7 @@ pub mod bulkhead;
 pub mod chaos;
 pub mod circuit;
 mod classify;
+pub mod collapse;
 pub mod fallback;
 pub mod hedge;
 pub mod limit;
