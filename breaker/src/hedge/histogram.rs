@@ -54,7 +54,7 @@ impl Histogram {
     pub(crate) fn record(&self, us: u64) {
         self.buckets[bucket(us)].fetch_add(1, Relaxed);
         let n = self.recorded.fetch_add(1, Relaxed) + 1;
-        if n % RECOMPUTE_EVERY == 0 || n == self.min_samples {
+        if n.is_multiple_of(RECOMPUTE_EVERY) || n == self.min_samples {
             self.recompute();
         }
     }

@@ -358,10 +358,12 @@ where
             }
         }
         // Both attempts over and no success: the primary's error.
-        if this.primary.is_none() && this.hedge.is_none() && !*this.hedging {
-            if let Some(e) = this.primary_error.take() {
-                return Poll::Ready(Err(e));
-            }
+        if this.primary.is_none()
+            && this.hedge.is_none()
+            && !*this.hedging
+            && let Some(e) = this.primary_error.take()
+        {
+            return Poll::Ready(Err(e));
         }
         Poll::Pending
     }
