@@ -1,7 +1,6 @@
 //! Retry: backoff and jitter under paused time, max attempts, budget against retry storms,
 //! `Retry-After`, rejections never retried, HTTP idempotency, reconfiguration.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -309,6 +308,7 @@ fn default_policy_returns_ok_and_rejections() {
 mod http_policy {
     use super::*;
     use palisade_breaker::retry::HttpPolicy;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     #[derive(Clone)]
     struct Status(Arc<AtomicU32>, u16);

@@ -1,7 +1,6 @@
 //! Timeouts and deadlines: per-call timeouts release permits, deadlines hold across retries and
 //! are propagated per attempt.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_breaker::bulkhead::{BulkheadLayer, Config as BulkheadConfig};
@@ -50,6 +49,7 @@ async fn timeout_fires_and_releases_the_bulkhead_slot() {
 #[cfg(feature = "http")]
 mod deadlines {
     use super::*;
+    use std::sync::{Arc, Mutex};
     use palisade_breaker::retry::{Config as RetryConfig, HttpPolicy, RetryLayer};
     use palisade_breaker::timeout::{
         CarryDeadline, Deadline, DeadlineLayer, HTTP_TIMEOUT_HEADER, PropagateDeadlineLayer,
