@@ -49,12 +49,12 @@ async fn timeout_fires_and_releases_the_bulkhead_slot() {
 #[cfg(feature = "http")]
 mod deadlines {
     use super::*;
-    use std::sync::{Arc, Mutex};
     use palisade_breaker::retry::{Config as RetryConfig, HttpPolicy, RetryLayer};
     use palisade_breaker::timeout::{
         CarryDeadline, Deadline, DeadlineLayer, HTTP_TIMEOUT_HEADER, PropagateDeadlineLayer,
         Propagation, grpc_timeout, inbound_deadline, parse_grpc_timeout,
     };
+    use std::sync::{Arc, Mutex};
 
     /// Records the propagated header of each attempt; every attempt takes 10 ms and gets a 503.
     #[derive(Clone, Default)]

@@ -19,6 +19,9 @@ pub trait Listener: Send + Sync + 'static {
     fn on_rejection(&self, _name: &str, _rejected: &Rejected) {}
     /// A caller started waiting for a slot.
     fn on_queued(&self, _name: &str) {}
+    /// The number of calls in flight changed (a slot was taken or given back). Runs on the
+    /// request path: keep it to an atomic store.
+    fn on_in_flight(&self, _name: &str, _in_flight: u32) {}
 }
 
 impl Listener for () {}
@@ -128,7 +131,10 @@ impl<L: Listener> Shared<L> {
                 .in_flight
                 .compare_exchange_weak(cur, cur + 1, SeqCst, Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.listener.on_in_flight(&self.name, cur + 1);
+                    return true;
+                }
                 Err(now) => cur = now,
             }
         }
@@ -137,7 +143,8 @@ impl<L: Listener> Shared<L> {
     /// Gives a slot back, handing it to the oldest waiter if there is one.
     #[inline]
     pub(crate) fn release(&self) {
-        self.in_flight.fetch_sub(1, SeqCst);
+        let before = self.in_flight.fetch_sub(1, SeqCst);
+        self.listener.on_in_flight(&self.name, before - 1);
         // SeqCst pairs with `enqueue`: either we see the waiter, or it sees the free slot.
         if self.queued.load(SeqCst) != 0 {
             self.grant_waiters();

@@ -42,10 +42,14 @@ pub(crate) mod core;
 pub mod error;
 pub mod future;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod service;
 
 pub use self::config::{Builder, Config, Mode};
 pub use self::core::{Handle, Listener, Snapshot};
 pub use self::error::{Error, RejectReason, Rejected};
 pub use self::layer::BulkheadLayer;
+#[cfg(feature = "metrics")]
+pub use self::metrics::MetricsListener;
 pub use self::service::Bulkhead;

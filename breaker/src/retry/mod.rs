@@ -58,6 +58,8 @@ mod budget;
 mod config;
 mod core;
 pub mod future;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod policy;
 mod replay;
 #[cfg(feature = "http")]
@@ -66,6 +68,8 @@ mod service;
 
 pub use self::config::{Backoff, BudgetConfig, Builder, Config};
 pub use self::core::{GiveUp, Handle, Listener, RetryBudget, Snapshot};
+#[cfg(feature = "metrics")]
+pub use self::metrics::MetricsListener;
 #[cfg(feature = "http")]
 pub use self::policy::HttpPolicy;
 pub use self::policy::{Decision, Policy, RetryErrors, RetryFailures};
