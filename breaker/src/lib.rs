@@ -20,13 +20,32 @@
 //! # }
 //! ```
 //!
+//! # Modules
+//!
+//! | module | what |
+//! |---|---|
+//! | [`circuit`] | circuit breaker, keyed breakers, registry |
+//! | [`bulkhead`] | max concurrent calls, bounded wait queue, backpressure or shed |
+//! | [`limit`] | adaptive concurrency limits (AIMD, Vegas, Gradient2) driving a bulkhead |
+//! | [`ratelimit`] | GCRA rate limiter in one atomic word, shared by clones; keyed variant |
+//! | [`retry`] | retries with backoff and full jitter, `Retry-After`, a lock-free budget, HTTP body replay |
+//! | [`timeout`] | per-call timeouts, request deadlines, `grpc-timeout` / `x-request-timeout-ms` propagation |
+//! | [`fallback`] | answers from a closure or service on failure or rejection |
+//! | [`hedge`] | hedged requests after a fixed or learned-percentile delay |
+//! | [`collapse`] | request collapsing into batch calls (allocates and takes a short lock per call, by nature) |
+//! | [`chaos`] | fault injection: latency, errors, canned outcomes |
+//!
+//! [`find_any_rejection`] / [`is_rejection`] recognise any of this crate's rejections (breaker
+//! open, bulkhead full, rate limited) through layers and boxed errors; no built-in retry or hedge
+//! policy retries one.
+//!
 //! # Features
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `http` | [`HttpClassifier`] for `http::Response` |
+//! | `http` | [`HttpClassifier`] for `http::Response`; `retry::HttpPolicy`, `retry::HttpReplay` (body replay), deadline propagation in `timeout` |
 //! | `tonic` | [`GrpcClassifier`] for gRPC status codes |
-//! | `metrics` | [`metrics::MetricsListener`], exporting through the `metrics` facade |
+//! | `metrics` | [`metrics::MetricsListener`] (breaker), `bulkhead::MetricsListener`, `retry::MetricsListener`, exporting through the `metrics` facade |
 //!
 //! [tower]: https://docs.rs/tower
 

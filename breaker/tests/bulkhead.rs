@@ -345,3 +345,62 @@ async fn stress_never_exceeds_the_limit_and_releases_every_slot() {
     let s = h.snapshot();
     assert_eq!((s.in_flight, s.queued), (0, 0));
 }
+
+/// The limit changes under load (as the adaptive limits do): the in-flight count never exceeds
+/// the largest limit, every waiter is served or times out, and every slot comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stress_reconfigure_under_load() {
+    let base = cfg(2)
+        .max_wait(Duration::from_millis(5))
+        .max_queue(8)
+        .build()
+        .unwrap();
+    let layer = BulkheadLayer::new("t", base.clone()).unwrap();
+    let h = layer.handle();
+    let current = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let (cur2, peak2) = (current.clone(), peak.clone());
+    let svc = layer.layer(tower::service_fn(move |_: u32| {
+        let (cur, peak) = (cur2.clone(), peak2.clone());
+        async move {
+            let now = cur.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            cur.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(())
+        }
+    }));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = (0..12u32)
+        .map(|t| {
+            let mut svc = svc.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(s) = svc.ready().await {
+                        let _ = s.call(i + t).await;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..200u32 {
+        let limit = if round % 2 == 0 { 6 } else { 2 };
+        h.reconfigure(Config {
+            max_concurrent: limit,
+            max_queue: 8 - (round % 8),
+            ..base.clone()
+        })
+        .unwrap();
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(peak.load(Ordering::SeqCst) <= 6);
+    let s = h.snapshot();
+    assert_eq!((s.in_flight, s.queued), (0, 0));
+}
