@@ -173,11 +173,51 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
                 ),
             ]
         }
+        "adaptive" => {
+            use palisade_breaker::bulkhead::Config;
+            use palisade_breaker::limit::{AdaptiveLimitLayer, Vegas};
+            let ours =
+                AdaptiveLimitLayer::new("bench", Vegas::new(1000, 10, 2000), Config::default())
+                    .unwrap();
+            vec![bare, ("palisade", caller(ours.layer(Backend)))]
+        }
+        "fallback" => {
+            use palisade_breaker::fallback::{Cause, FallbackLayer};
+            let ours = FallbackLayer::new(|_: Cause<u64, Fail>| ready(Ok::<u64, Fail>(0)));
+            vec![bare, ("palisade", caller(ours.layer(Backend)))]
+        }
+        "hedge" => {
+            let ours = palisade_breaker::hedge::HedgeLayer::fixed(Duration::from_secs(10));
+            vec![bare, ("palisade", caller(ours.layer(Backend)))]
+        }
+        "chaos" => {
+            use palisade_breaker::chaos::{ChaosLayer, Config};
+            let off = ChaosLayer::new(Config {
+                enabled: false,
+                ..Config::default()
+            })
+            .unwrap();
+            let on = ChaosLayer::new(Config::default()).unwrap();
+            vec![
+                bare,
+                ("palisade", caller(off.layer(Backend))),
+                ("palisade enabled, zero rates", caller(on.layer(Backend))),
+            ]
+        }
         _ => unreachable!(),
     }
 }
 
-const GROUPS: [&str; 4] = ["bulkhead", "ratelimit", "retry", "timeout"];
+const GROUPS: [&str; 8] = [
+    "bulkhead",
+    "ratelimit",
+    "retry",
+    "timeout",
+    "adaptive",
+    "fallback",
+    "hedge",
+    "chaos",
+];
 
 fn tokio_handle() -> tokio::runtime::Handle {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();

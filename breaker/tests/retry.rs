@@ -368,3 +368,54 @@ mod http_policy {
         assert_eq!(n.load(Ordering::SeqCst), 1);
     }
 }
+
+/// Threads racing on one budget: no retry is spent twice or lost, and the reserve cap holds.
+#[test]
+fn stress_budget_is_exact_across_threads() {
+    use palisade_breaker::retry::RetryBudget;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    // Only deposits: 4 threads x 5000 calls at 0.1 = 2000 retries, capped at 1500.
+    let budget = RetryBudget::new(&BudgetConfig {
+        ratio: 0.1,
+        min_per_second: 0,
+        max_reserve: 1500,
+    });
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let b = budget.clone();
+            s.spawn(move || {
+                for _ in 0..5000 {
+                    b.deposit();
+                }
+            });
+        }
+    });
+    let available = budget.available();
+    // The cap is checked before each deposit, so racing threads may each add one more.
+    assert!((1500..=1504).contains(&available), "{available}");
+    let spent = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let b = budget.clone();
+            let spent = &spent;
+            s.spawn(move || {
+                for _ in 0..1000 {
+                    if b.withdraw() {
+                        spent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        spent.load(std::sync::atomic::Ordering::Relaxed),
+        available.min(1500)
+    );
+    assert_eq!(budget.available(), 0);
+}

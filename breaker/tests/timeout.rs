@@ -145,6 +145,16 @@ mod deadlines {
         assert!(seen.0.lock().unwrap().is_empty());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn no_deadline_no_header() {
+        let seen = Seen::default();
+        let mut svc = PropagateDeadlineLayer::new(Propagation::Grpc).layer(seen.clone());
+        let req = http::Request::get("/").body(()).unwrap();
+        let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(seen.0.lock().unwrap()[0].1, "");
+    }
+
     #[test]
     fn grpc_timeout_round_trips() {
         for d in [

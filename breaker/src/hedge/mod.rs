@@ -86,10 +86,14 @@ impl Shared {
         }
     }
 
-    fn record(&self, elapsed: Duration) {
-        if let Delay::Percentile(h, _) = &self.delay {
-            h.record(elapsed.as_micros().min(u128::from(u64::MAX)) as u64);
+    fn record(&self, start: Option<Instant>) {
+        if let (Delay::Percentile(h, _), Some(start)) = (&self.delay, start) {
+            h.record(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
         }
+    }
+
+    fn learns(&self) -> bool {
+        matches!(self.delay, Delay::Percentile(..))
     }
 }
 
@@ -249,11 +253,12 @@ where
         ResponseFuture {
             primary: Some(primary),
             hedge: None,
-            timer: delay.map(tokio::time::sleep),
+            timer: None,
+            delay,
             spare,
             hedging: false,
             primary_error: None,
-            start: Instant::now(),
+            start: self.shared.learns().then(Instant::now),
             hedge_start: None,
             shared: self.shared.clone(),
         }
@@ -273,10 +278,13 @@ pin_project! {
         hedge: Option<S::Future>,
         #[pin]
         timer: Option<Sleep>,
+        // The hedge delay, until the timer is armed (when the primary is first found pending:
+        // a call that answers at once never touches the timer wheel).
+        delay: Option<Duration>,
         spare: Option<(S, Req)>,
         hedging: bool,
         primary_error: Option<S::Error>,
-        start: Instant,
+        start: Option<Instant>,
         hedge_start: Option<Instant>,
         shared: Arc<Shared>,
     }
@@ -300,7 +308,7 @@ where
             && let Poll::Ready(r) = fut.poll(cx)
         {
             this.primary.set(None);
-            this.shared.record(this.start.elapsed());
+            this.shared.record(*this.start);
             match r {
                 Ok(res) => return Poll::Ready(Ok(res)),
                 // An error before the hedge went out is returned as is: hedging is for
@@ -308,6 +316,11 @@ where
                 Err(e) if this.hedge.is_none() && !*this.hedging => return Poll::Ready(Err(e)),
                 Err(e) => *this.primary_error = Some(e),
             }
+        }
+        if let Some(d) = this.delay.take()
+            && this.primary.is_some()
+        {
+            this.timer.set(Some(tokio::time::sleep(d)));
         }
         // Send the hedge once the timer fires (and the budget allows).
         if let Some(timer) = this.timer.as_mut().as_pin_mut()
@@ -345,9 +358,7 @@ where
             && let Poll::Ready(r) = fut.poll(cx)
         {
             this.hedge.set(None);
-            if let Some(t) = this.hedge_start {
-                this.shared.record(t.elapsed());
-            }
+            this.shared.record(*this.hedge_start);
             match r {
                 Ok(res) => {
                     this.shared.hedge_wins.fetch_add(1, Relaxed);

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::error::Error;
-use super::future::ResponseFuture;
+use super::future::{Limit, ResponseFuture};
 
 /// The instant by which a request must be answered. Carried in `http::Request` extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,10 +111,6 @@ where
             _ => ours,
         };
         req.set_deadline(deadline);
-        ResponseFuture::new(
-            self.inner.call(req),
-            tokio::time::sleep_until(deadline.0),
-            true,
-        )
+        ResponseFuture::new(self.inner.call(req), Limit::At(deadline.0), true)
     }
 }

@@ -6,14 +6,28 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::error::Error;
+
+/// When the timer fires.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// This long after the call is first found pending.
+    After(Duration),
+    /// At this instant.
+    At(Instant),
+}
 
 pin_project! {
     /// The inner future raced against a timer. Dropping it (or the timer firing) drops the
     /// inner future, which gives back whatever permits it holds.
+    ///
+    /// The timer is created only when the inner future first returns `Pending`: a call that
+    /// completes at once never touches the timer wheel or the clock.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -23,19 +37,29 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Timed { #[pin] fut: F, #[pin] sleep: Sleep, deadline: bool },
+        Timed { #[pin] fut: F, #[pin] sleep: Option<Sleep>, limit: Limit, deadline: bool },
+        Untimed { #[pin] fut: F },
         Expired,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(fut: F, sleep: Sleep, deadline: bool) -> Self {
+    pub(crate) fn new(fut: F, limit: Limit, deadline: bool) -> Self {
         Self {
             kind: Kind::Timed {
                 fut,
-                sleep,
+                sleep: None,
+                limit,
                 deadline,
             },
+        }
+    }
+
+    /// No timer (a request without a deadline).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn untimed(fut: F) -> Self {
+        Self {
+            kind: Kind::Untimed { fut },
         }
     }
 
@@ -65,17 +89,27 @@ where
         match self.project().kind.project() {
             KindProj::Timed {
                 fut,
-                sleep,
+                mut sleep,
+                limit,
                 deadline,
             } => {
                 if let Poll::Ready(r) = fut.poll(cx) {
                     return Poll::Ready(r.map_err(Error::inner));
                 }
+                if sleep.is_none() {
+                    let at = match *limit {
+                        Limit::After(d) => Instant::now() + d,
+                        Limit::At(t) => t,
+                    };
+                    sleep.set(Some(tokio::time::sleep_until(at)));
+                }
+                let sleep = sleep.as_pin_mut().expect("set above");
                 match sleep.poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(Error::elapsed(*deadline))),
                     Poll::Pending => Poll::Pending,
                 }
             }
+            KindProj::Untimed { fut } => fut.poll(cx).map_err(Error::inner),
             KindProj::Expired => Poll::Ready(Err(Error::elapsed(true))),
         }
     }

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::deadline::{CarryDeadline, Deadline};
 use super::error::Error;
-use super::future::ResponseFuture;
+use super::future::{Limit, ResponseFuture};
 
 /// The HTTP header carrying the time left, in whole milliseconds, for plain HTTP hops:
 /// `x-request-timeout-ms: 250`. (Envoy's `x-envoy-expected-rq-timeout-ms` has the same meaning.)
@@ -174,13 +174,7 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let Some(deadline) = req.deadline() else {
-            // No deadline: a timer that never fires first would cost a registration; pass a
-            // far-future sleep instead (never registered unless polled to that instant).
-            return ResponseFuture::new(
-                self.inner.call(req),
-                tokio::time::sleep_until(far_future()),
-                true,
-            );
+            return ResponseFuture::untimed(self.inner.call(req));
         };
         let left = deadline.remaining();
         if left.is_zero() {
@@ -201,14 +195,6 @@ where
             Propagation::Http => HeaderName::from_static(HTTP_TIMEOUT_HEADER),
         };
         req.headers_mut().insert(name, value);
-        ResponseFuture::new(
-            self.inner.call(req),
-            tokio::time::sleep_until(deadline.0),
-            true,
-        )
+        ResponseFuture::new(self.inner.call(req), Limit::At(deadline.0), true)
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }

@@ -5,10 +5,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::error::Error;
-use super::future::ResponseFuture;
+use super::future::{Limit, ResponseFuture};
 
 /// Applies a timeout to each call (put it below a retry for a per-attempt timeout, above it for
 /// an overall one).
+///
+/// The clock starts when the call is first polled and found pending (futures do their work
+/// when polled): a call that answers on its first poll never reads the clock or touches the
+/// timer wheel.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
     timeout: Duration,
@@ -71,10 +75,6 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        ResponseFuture::new(
-            self.inner.call(req),
-            tokio::time::sleep(self.timeout),
-            false,
-        )
+        ResponseFuture::new(self.inner.call(req), Limit::After(self.timeout), false)
     }
 }
