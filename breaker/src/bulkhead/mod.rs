@@ -9,8 +9,9 @@
 //!
 //! # Cost
 //!
-//! Admitting is one load of the limit and one CAS on the in-flight counter; releasing is one
-//! `fetch_sub` and one load. A rejection is a `Copy` value and allocates nothing. Only a caller
+//! Admitting is one load of the limit and one CAS on the in-flight counter; the response future
+//! holds a clone of the bulkhead's `Arc`; releasing is one `fetch_sub` and one load. A rejection
+//! is a `Copy` value and allocates nothing. Only a caller
 //! that has to *wait* takes the wait-queue lock (briefly, never across a call) and arms a
 //! timer, boxed once per service and then reused.
 //!

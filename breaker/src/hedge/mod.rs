@@ -5,6 +5,10 @@
 //! [`RetryBudget`] (share the retry layer's with [`retry::Handle::budget`](crate::retry::Handle::budget)),
 //! so a slow dependency does not get twice the load.
 //!
+//! Per call it clones the request and the inner service (kept for the hedge); the timer is
+//! armed only if the call is still pending when first polled, so a call that answers at once
+//! never touches the timer wheel.
+//!
 //! ```
 //! use palisade_breaker::hedge::HedgeLayer;
 //! use std::time::Duration;
