@@ -82,10 +82,16 @@ where
 
 /// Answers from a fallback when a call fails or is rejected. Put it above the layers whose
 /// failures it covers (above the breaker and bulkhead to serve their rejections too).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FallbackLayer<F, C = AnyError> {
     fallback: F,
     classifier: C,
+}
+
+impl<F, C> fmt::Debug for FallbackLayer<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackLayer").finish_non_exhaustive()
+    }
 }
 
 impl<F> FallbackLayer<F> {
