@@ -203,3 +203,32 @@ fn config_validation() {
         serde_yaml::from_str("rate: 5\nperiod: 250ms\nmode: backpressure\nmax_wait: 1s\n").unwrap();
     assert_eq!(c.emission_interval(), Duration::from_millis(50));
 }
+
+#[derive(Clone, Default)]
+struct Rejections(Arc<std::sync::Mutex<Vec<(String, Duration)>>>);
+
+impl palisade_breaker::ratelimit::Listener for Rejections {
+    fn on_rejection(&self, name: &str, r: &palisade_breaker::ratelimit::Rejected) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), r.retry_after()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_listener_sees_each_rejection() {
+    let seen = Rejections::default();
+    let layer =
+        RateLimitLayer::with_listener("api", Config::per(1, Duration::from_secs(1)), seen.clone())
+            .unwrap();
+    let h = layer.handle();
+    let mut svc = layer.layer(Echo);
+    assert!(call(&mut svc, 1).await.is_ok());
+    assert!(call(&mut svc, 2).await.is_err());
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        vec![("api".to_owned(), Duration::from_secs(1))]
+    );
+    assert_eq!(h.snapshot().rejected_total, 1);
+}

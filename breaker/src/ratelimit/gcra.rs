@@ -14,7 +14,15 @@ use crate::util::{CachePadded, InvalidConfig};
 /// The limiter state: the theoretical arrival time (TAT) of the next call, in nanoseconds after
 /// `epoch`. A call at `now` is allowed when `max(tat, now) + T - now <= tau`, and moves the TAT
 /// to `max(tat, now) + T` (one CAS).
-pub(crate) struct Gcra {
+/// Receives a rate limiter's events; statically dispatched, free when unused (`()`).
+pub trait Listener: Send + Sync + 'static {
+    /// A call was turned away.
+    fn on_rejection(&self, _name: &str, _rejected: &Rejected) {}
+}
+
+impl Listener for () {}
+
+pub(crate) struct Gcra<L = ()> {
     tat: CachePadded<AtomicU64>,
     // Emission interval T and burst tolerance tau = T * burst, in nanoseconds; replaced on
     // reconfigure, read with the TAT.
@@ -24,9 +32,11 @@ pub(crate) struct Gcra {
     max_wait: AtomicU64,
     rejected: AtomicU64,
     epoch: Instant,
+    name: Box<str>,
+    listener: L,
 }
 
-impl fmt::Debug for Gcra {
+impl<L> fmt::Debug for Gcra<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gcra")
             .field("emission_interval_ns", &self.t.load(Relaxed))
@@ -37,6 +47,12 @@ impl fmt::Debug for Gcra {
 
 impl Gcra {
     pub(crate) fn new(cfg: &Config, epoch: Instant) -> Self {
+        Self::with_listener(cfg, epoch, "".into(), ())
+    }
+}
+
+impl<L: Listener> Gcra<L> {
+    pub(crate) fn with_listener(cfg: &Config, epoch: Instant, name: Box<str>, listener: L) -> Self {
         let g = Gcra {
             tat: CachePadded(AtomicU64::new(0)),
             t: AtomicU64::new(0),
@@ -45,6 +61,8 @@ impl Gcra {
             max_wait: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             epoch,
+            name,
+            listener,
         };
         g.store(cfg);
         g
@@ -118,9 +136,11 @@ impl Gcra {
 
     pub(crate) fn reject(&self, wait_ns: u64) -> Rejected {
         self.rejected.fetch_add(1, Relaxed);
-        Rejected {
+        let r = Rejected {
             retry_after: Duration::from_nanos(wait_ns),
-        }
+        };
+        self.listener.on_rejection(&self.name, &r);
+        r
     }
 
     /// Whether the limiter is in the same state as a fresh one (its TAT is in the past), so a
@@ -153,12 +173,25 @@ pub struct Snapshot {
 }
 
 /// Controls a rate limiter: snapshot and live reconfiguration. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    pub(crate) gcra: Arc<Gcra>,
+pub struct Handle<L = ()> {
+    pub(crate) gcra: Arc<Gcra<L>>,
 }
 
-impl Handle {
+impl<L> Clone for Handle<L> {
+    fn clone(&self) -> Self {
+        Self {
+            gcra: self.gcra.clone(),
+        }
+    }
+}
+
+impl<L> fmt::Debug for Handle<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.gcra.fmt(f)
+    }
+}
+
+impl<L: Listener> Handle<L> {
     /// Permits available now and rejections so far.
     pub fn snapshot(&self) -> Snapshot {
         self.gcra.snapshot()

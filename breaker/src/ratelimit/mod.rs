@@ -34,10 +34,14 @@ pub mod error;
 pub mod future;
 mod gcra;
 mod keyed;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod service;
 
 pub use self::config::{Config, Mode};
 pub use self::error::{Error, Rejected};
-pub use self::gcra::{Handle, Snapshot};
+pub use self::gcra::{Handle, Listener, Snapshot};
 pub use self::keyed::{KeyedHandle, KeyedRateLimit, KeyedRateLimitLayer};
+#[cfg(feature = "metrics")]
+pub use self::metrics::MetricsListener;
 pub use self::service::{RateLimit, RateLimitLayer};

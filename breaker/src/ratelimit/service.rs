@@ -12,37 +12,69 @@ use tower_service::Service;
 use super::config::{Config, Mode};
 use super::error::{Error, Rejected};
 use super::future::ResponseFuture;
-use super::gcra::{Gcra, Handle};
+use super::gcra::{Gcra, Handle, Listener};
 use crate::util::InvalidConfig;
 
 /// Applies one rate limit to services: every service it wraps, and every clone of those, draws
 /// from the same limit (tower #794 is the bug where each clone got its own).
-#[derive(Clone, Debug)]
-pub struct RateLimitLayer {
-    gcra: Arc<Gcra>,
+pub struct RateLimitLayer<L = ()> {
+    gcra: Arc<Gcra<L>>,
+}
+
+impl<L> Clone for RateLimitLayer<L> {
+    fn clone(&self) -> Self {
+        Self {
+            gcra: self.gcra.clone(),
+        }
+    }
+}
+
+impl<L> fmt::Debug for RateLimitLayer<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.gcra)
+            .finish()
+    }
 }
 
 impl RateLimitLayer {
     /// A limiter with `config`.
     pub fn new(config: Config) -> Result<Self, InvalidConfig> {
+        Self::with_listener("", config, ())
+    }
+}
+
+impl<L: Listener> RateLimitLayer<L> {
+    /// A limiter named `name` (passed to the listener) with an event listener.
+    pub fn with_listener(
+        name: impl Into<String>,
+        config: Config,
+        listener: L,
+    ) -> Result<Self, InvalidConfig> {
         config.validate()?;
+        let name: String = name.into();
         Ok(Self {
-            gcra: Arc::new(Gcra::new(&config, Instant::now())),
+            gcra: Arc::new(Gcra::with_listener(
+                &config,
+                Instant::now(),
+                name.into_boxed_str(),
+                listener,
+            )),
         })
     }
 
     /// The handle of this layer's limiter.
-    pub fn handle(&self) -> Handle {
+    pub fn handle(&self) -> Handle<L> {
         Handle {
             gcra: self.gcra.clone(),
         }
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+impl<S, L: Listener> Layer<S> for RateLimitLayer<L> {
+    type Service = RateLimit<S, L>;
 
-    fn layer(&self, inner: S) -> RateLimit<S> {
+    fn layer(&self, inner: S) -> RateLimit<S, L> {
         RateLimit {
             inner,
             gcra: self.gcra.clone(),
@@ -58,9 +90,9 @@ impl<S> Layer<S> for RateLimitLayer {
 /// `poll_ready` reserves the next permit when it comes within `max_wait` and waits for it, so
 /// waiters are served in order. A permit reserved in `poll_ready` is spent even if `call` never
 /// comes (GCRA cannot give one back). A clone starts without a permit.
-pub struct RateLimit<S> {
+pub struct RateLimit<S, L = ()> {
     inner: S,
-    gcra: Arc<Gcra>,
+    gcra: Arc<Gcra<L>>,
     reserved: Reserved,
     // Boxed once per service and reused: only a caller that waits needs a timer.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -75,7 +107,7 @@ enum Reserved {
     Rejected(Rejected),
 }
 
-impl<S> RateLimit<S> {
+impl<S, L: Listener> RateLimit<S, L> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -92,7 +124,7 @@ impl<S> RateLimit<S> {
     }
 
     /// The handle of this service's limiter.
-    pub fn handle(&self) -> Handle {
+    pub fn handle(&self) -> Handle<L> {
         Handle {
             gcra: self.gcra.clone(),
         }
@@ -106,7 +138,7 @@ impl<S> RateLimit<S> {
     }
 }
 
-impl<S: Clone> Clone for RateLimit<S> {
+impl<S: Clone, L> Clone for RateLimit<S, L> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -117,7 +149,7 @@ impl<S: Clone> Clone for RateLimit<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+impl<S: fmt::Debug, L> fmt::Debug for RateLimit<S, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
@@ -126,9 +158,10 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
     }
 }
 
-impl<S, Req> Service<Req> for RateLimit<S>
+impl<S, L, Req> Service<Req> for RateLimit<S, L>
 where
     S: Service<Req>,
+    L: Listener,
 {
     type Response = S::Response;
     type Error = Error<S::Error>;
