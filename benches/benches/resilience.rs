@@ -120,7 +120,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
                 ("tower-resilience", caller(tr.layer(Backend))),
             ]
         }
-        "ratelimit" => {
+        "rate_limit" => {
             use palisade_breaker::ratelimit::{Config, RateLimitLayer};
             // Never hit: a billion calls per second.
             let ours =
@@ -255,7 +255,7 @@ fn criterion_dir() -> std::path::PathBuf {
 
 fn median_ns(group: &str, name: &str) -> Option<f64> {
     let p = criterion_dir()
-        .join(format!("resilience-{group}"))
+        .join(group)
         .join(name)
         .join("new/estimates.json");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
@@ -271,7 +271,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     for g in GROUPS {
-        let mut bg = c.benchmark_group(format!("resilience-{g}"));
+        let mut bg = c.benchmark_group(g);
         for (name, mut call) in group(g) {
             bg.bench_function(BenchmarkId::from_parameter(name), |b| {
                 b.iter(|| black_box(call(black_box(7))))
