@@ -106,7 +106,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
                 Config::builder().max_concurrent(1000).build().unwrap(),
             )
             .unwrap();
-            let tr = tower_resilience::bulkhead::BulkheadLayer::builder()
+            let tr = tower_resilience_bulkhead::BulkheadLayer::builder()
                 .max_concurrent_calls(1000)
                 .build()
                 .unwrap();
@@ -125,7 +125,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
             // Never hit: a billion calls per second.
             let ours =
                 RateLimitLayer::new(Config::per(1_000_000_000, Duration::from_secs(1))).unwrap();
-            let tr = tower_resilience::ratelimiter::RateLimiterLayer::builder()
+            let tr = tower_resilience_ratelimiter::RateLimiterLayer::builder()
                 .limit_for_period(usize::MAX / 2)
                 .refresh_period(Duration::from_secs(1))
                 .build()
@@ -146,7 +146,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
         "retry" => {
             use palisade_breaker::retry::{Config, RetryLayer};
             let ours = RetryLayer::new("bench", Config::default()).unwrap();
-            let tr = tower_resilience::retry::RetryLayer::<u64, u64, Fail>::builder()
+            let tr = tower_resilience_retry::RetryLayer::<u64, u64, Fail>::builder()
                 .max_attempts(3)
                 .exponential_backoff(Duration::from_millis(25))
                 .build();
