@@ -142,3 +142,23 @@ async fn the_delay_is_a_learned_latency_percentile() {
         start.elapsed()
     );
 }
+
+/// Over a bulkhead: the hedge takes its own slot, and when the hedge wins the cancelled primary
+/// gives its slot back.
+#[tokio::test(start_paused = true)]
+async fn over_a_bulkhead_every_slot_comes_back() {
+    use palisade_breaker::bulkhead::{BulkheadLayer, Config};
+    let backend = Scripted::new(vec![10_000, 20, 10_000, 20]);
+    let bulkhead =
+        BulkheadLayer::new("b", Config::builder().max_concurrent(2).build().unwrap()).unwrap();
+    let bh = bulkhead.handle();
+    let layer = HedgeLayer::fixed(Duration::from_millis(30));
+    let h = layer.handle();
+    let mut svc = layer.layer(bulkhead.layer(backend.clone()));
+    for i in 0..2 {
+        assert!(svc.ready().await.unwrap().call(i).await.is_ok());
+        assert_eq!(bh.snapshot().in_flight, 0);
+    }
+    assert_eq!(h.hedge_wins_total(), 2);
+    assert_eq!(backend.cancelled.load(Ordering::SeqCst), 2);
+}
