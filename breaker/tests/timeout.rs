@@ -90,7 +90,7 @@ mod deadlines {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn deadline_holds_across_retries_and_is_propagated_per_attempt() {
+    async fn deadline_bounds_retries_and_is_propagated_per_attempt() {
         let seen = Seen::default();
         let retry = RetryLayer::builder("r")
             .config(
@@ -109,14 +109,47 @@ mod deadlines {
             .layer(retry.layer(PropagateDeadlineLayer::new(Propagation::Http).layer(seen.clone())));
         let start = Instant::now();
         let req = http::Request::get("/").body(()).unwrap();
-        let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
-        assert!(err.is_deadline_exceeded());
+        // The fourth attempt ends exactly at the deadline; a fifth (after a 20 ms backoff)
+        // could not finish in time, so its 503 is the answer, at 100 ms.
+        let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(resp.status(), 503);
         assert_eq!(start.elapsed(), Duration::from_millis(100));
         let seen = seen.0.lock().unwrap().clone();
         // Attempts at 0, 30, 60, 90 ms; each sends what is left then.
         let sent: Vec<_> = seen.iter().map(|(_, h)| h.as_str()).collect();
         assert_eq!(sent, vec!["100", "70", "40", "10"]);
         assert_eq!(seen[3].0 - start, Duration::from_millis(90));
+    }
+
+    /// A retry whose backoff would end after the deadline is not made: the caller gets the last
+    /// answer (a 503) when it came, not a deadline error 60 ms later.
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_that_cannot_finish_before_the_deadline() {
+        let seen = Seen::default();
+        let retry = RetryLayer::builder("r")
+            .config(
+                RetryConfig::builder()
+                    .max_attempts(5)
+                    .backoff(Duration::from_millis(95), Duration::from_millis(95))
+                    .jitter(false)
+                    .budget(None)
+                    .build()
+                    .unwrap(),
+            )
+            .policy(HttpPolicy::new())
+            .build()
+            .unwrap();
+        let h = retry.handle();
+        let mut svc =
+            DeadlineLayer::new(Duration::from_millis(100)).layer(retry.layer(seen.clone()));
+        let start = Instant::now();
+        let req = http::Request::get("/").body(()).unwrap();
+        let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(resp.status(), 503);
+        // One attempt (10 ms); a 95 ms backoff would end at 105 ms > 100 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+        assert_eq!(h.snapshot().deadline_too_close_total, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,8 @@ pub enum GiveUp {
     NotReplayable(&'static str),
     /// The server asked to come back later than `max_retry_after`.
     RetryAfterTooLong,
+    /// The backoff would end after the request's deadline.
+    DeadlineTooClose,
 }
 
 impl GiveUp {
@@ -36,6 +38,7 @@ impl GiveUp {
             GiveUp::NotRetryable => "not_retryable",
             GiveUp::NotReplayable(_) => "not_replayable",
             GiveUp::RetryAfterTooLong => "retry_after_too_long",
+            GiveUp::DeadlineTooClose => "deadline_too_close",
         }
     }
 }
@@ -65,7 +68,7 @@ pub(crate) struct Shared<L> {
     budget_on: AtomicBool,
     rng: Rng,
     retries: AtomicU64,
-    gave_up: [AtomicU64; 5],
+    gave_up: [AtomicU64; 6],
     name: Box<str>,
     listener: L,
 }
@@ -107,6 +110,7 @@ impl<L: Listener> Shared<L> {
         &self,
         retry: u32,
         retry_after: Option<Duration>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Duration, GiveUp> {
         let cfg = self.cfg.load();
         if retry >= cfg.max_attempts {
@@ -128,6 +132,9 @@ impl<L: Listener> Shared<L> {
                 }
             }
         };
+        if deadline.is_some_and(|d| tokio::time::Instant::now() + delay >= d) {
+            return Err(GiveUp::DeadlineTooClose);
+        }
         Ok(delay)
     }
 
@@ -153,6 +160,7 @@ impl<L: Listener> Shared<L> {
             GiveUp::NotRetryable => 2,
             GiveUp::NotReplayable(_) => 3,
             GiveUp::RetryAfterTooLong => 4,
+            GiveUp::DeadlineTooClose => 5,
         };
         self.gave_up[i].fetch_add(1, Relaxed);
         tracing::debug!(retry = %self.name, %reason, "not retrying");
@@ -171,6 +179,8 @@ pub struct Snapshot {
     pub budget_exhausted_total: u64,
     /// Failed attempts returned because the request could not be retried or replayed.
     pub not_retryable_total: u64,
+    /// Failed attempts returned because the backoff would outlast the request's deadline.
+    pub deadline_too_close_total: u64,
     /// Retries the budget allows right now (without the per-second allowance not yet paid in).
     pub budget_available: u32,
 }
@@ -203,6 +213,7 @@ impl<L: Listener> Handle<L> {
             exhausted_total: s.gave_up[0].load(Relaxed),
             budget_exhausted_total: s.gave_up[1].load(Relaxed),
             not_retryable_total: s.gave_up[2].load(Relaxed) + s.gave_up[3].load(Relaxed),
+            deadline_too_close_total: s.gave_up[5].load(Relaxed),
             budget_available: s.budget.available(),
         }
     }

@@ -29,6 +29,7 @@ pin_project! {
         saved: Option<R::Saved>,
         next: Option<R::Request>,
         attempt: u32,
+        deadline: Option<tokio::time::Instant>,
         policy: P,
         replay: R,
         shared: Arc<Shared<L>>,
@@ -53,6 +54,7 @@ where
         fut: S::Future,
         svc: S,
         saved: Option<R::Saved>,
+        deadline: Option<tokio::time::Instant>,
         policy: P,
         replay: R,
         shared: Arc<Shared<L>>,
@@ -63,6 +65,7 @@ where
             saved,
             next: None,
             attempt: 1,
+            deadline,
             policy,
             replay,
             shared,
@@ -104,16 +107,15 @@ where
                     };
                     let plan = match this.saved.as_ref() {
                         None => Err(GiveUp::NotRetryable),
-                        Some(saved) => {
-                            this.shared
-                                .plan(*this.attempt, retry_after)
-                                .and_then(|delay| {
-                                    let req =
-                                        this.replay.replay(saved).map_err(GiveUp::NotReplayable)?;
-                                    this.shared.withdraw()?;
-                                    Ok((delay, req))
-                                })
-                        }
+                        Some(saved) => this
+                            .shared
+                            .plan(*this.attempt, retry_after, *this.deadline)
+                            .and_then(|delay| {
+                                let req =
+                                    this.replay.replay(saved).map_err(GiveUp::NotReplayable)?;
+                                this.shared.withdraw()?;
+                                Ok((delay, req))
+                            }),
                     };
                     let (delay, req) = match plan {
                         Ok(p) => p,

@@ -9,8 +9,8 @@ use super::{GiveUp, Listener};
 
 /// A retry [`Listener`] exporting `palisade_retry_attempts_total{name,result}`: `result` is
 /// `retried` for each retry, or why a failed attempt was not retried (`exhausted`,
-/// `budget_exhausted`, `not_retryable`, `not_replayable`, `retry_after_too_long`). Counters are
-/// registered once.
+/// `budget_exhausted`, `not_retryable`, `not_replayable`, `retry_after_too_long`,
+/// `deadline_too_close`). Counters are registered once.
 ///
 /// ```
 /// use palisade_breaker::retry::{Config, MetricsListener, RetryLayer};
@@ -19,7 +19,7 @@ use super::{GiveUp, Listener};
 /// ```
 #[derive(Clone, Debug)]
 pub struct MetricsListener {
-    inner: Arc<[Counter; 6]>,
+    inner: Arc<[Counter; 7]>,
 }
 
 impl MetricsListener {
@@ -35,6 +35,7 @@ impl MetricsListener {
                 c("not_retryable"),
                 c("not_replayable"),
                 c("retry_after_too_long"),
+                c("deadline_too_close"),
             ]),
         }
     }
@@ -52,6 +53,7 @@ impl Listener for MetricsListener {
             GiveUp::NotRetryable => 3,
             GiveUp::NotReplayable(_) => 4,
             GiveUp::RetryAfterTooLong => 5,
+            GiveUp::DeadlineTooClose => 6,
         };
         self.inner[i].increment(1);
     }

@@ -14,6 +14,11 @@
 //!   calls plus `min_per_second`, so a failing dependency sees at most that much extra load
 //!   instead of `max_attempts` times its traffic.
 //!
+//! A request that carries a deadline (the policy's [`Policy::deadline`]; `HttpPolicy` reads the
+//! [`Deadline`](crate::timeout::Deadline) that [`DeadlineLayer`](crate::timeout::DeadlineLayer)
+//! sets) is not retried when the backoff would outlast it: the caller gets the last answer at
+//! once instead of a deadline error later.
+//!
 //! Every reason not to retry is reported ([`GiveUp`]) to the listener, to `tracing` at `debug`,
 //! and in the handle's counters.
 //!

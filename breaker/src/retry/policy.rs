@@ -30,6 +30,12 @@ pub trait Policy<Req, Res, E> {
 
     /// What to do with an attempt's result.
     fn decide(&self, result: Result<&Res, &E>) -> Decision;
+
+    /// The request's deadline, if it carries one: a retry whose backoff would end after it is
+    /// not made ([`GiveUp::DeadlineTooClose`](super::GiveUp)). Default: none.
+    fn deadline(&self, _req: &Req) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 /// Retries every error except rejections; never retries an `Ok`.
@@ -81,7 +87,8 @@ mod http_policy {
     /// The HTTP retry policy: retries transport errors (not rejections), `502`, `503`, `504`
     /// and `429`, honouring `Retry-After` (delay in seconds) on `429` and `503`. Only idempotent
     /// methods (`GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`) are retried unless
-    /// [`retry_non_idempotent`](Self::retry_non_idempotent) says otherwise.
+    /// [`retry_non_idempotent`](Self::retry_non_idempotent) says otherwise. A request carrying a
+    /// [`Deadline`](crate::timeout::Deadline) is not retried when the backoff would outlast it.
     ///
     /// ```
     /// use palisade_breaker::retry::{Decision, HttpPolicy, Policy};
@@ -129,6 +136,14 @@ mod http_policy {
     {
         fn retryable(&self, req: &http::Request<B>) -> bool {
             self.non_idempotent || req.method().is_idempotent()
+        }
+
+        /// The [`Deadline`](crate::timeout::Deadline) in the request's extensions (set by
+        /// [`DeadlineLayer`](crate::timeout::DeadlineLayer)).
+        fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
+            req.extensions()
+                .get::<crate::timeout::Deadline>()
+                .map(|d| d.0)
         }
 
         fn decide(&self, result: Result<&http::Response<RB>, &E>) -> Decision {

@@ -87,6 +87,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         self.shared.on_call();
         let retryable = self.policy.retryable(&req);
+        let deadline = self.policy.deadline(&req);
         let (first, saved) = self.replay.prepare(req, retryable);
         // The ready service takes the first attempt; the future keeps a clone for retries (it
         // polls that clone ready before each one).
@@ -95,6 +96,7 @@ where
             fut,
             self.inner.clone(),
             saved,
+            deadline,
             self.policy.clone(),
             self.replay.clone(),
             self.shared.clone(),
