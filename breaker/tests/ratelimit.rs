@@ -232,3 +232,54 @@ async fn the_listener_sees_each_rejection() {
     );
     assert_eq!(h.snapshot().rejected_total, 1);
 }
+
+/// Keyed: threads racing on a few keys (new keys inserted concurrently) get exactly each key's
+/// burst, no more, no less.
+#[test]
+fn stress_keyed_exact_per_key_counts() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let layer = KeyedRateLimitLayer::new(
+            Config::per(1, Duration::from_secs(86_400)).burst(100),
+            16,
+            |x: &u32| *x % 4,
+        )
+        .unwrap();
+        let h = layer.handle();
+        let svc = layer.layer(Echo);
+        let ok = Arc::new([
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+        ]);
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let mut svc = svc.clone();
+                let ok = ok.clone();
+                tokio::spawn(async move {
+                    for i in 0..200u32 {
+                        let x = i + t;
+                        if call(&mut svc, x).await.is_ok() {
+                            ok[(x % 4) as usize].fetch_add(1, Ordering::Relaxed);
+                        }
+                        if i % 8 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for k in ok.iter() {
+            assert_eq!(k.load(Ordering::Relaxed), 100);
+        }
+        assert_eq!(h.keys(), 4);
+    });
+}
