@@ -287,10 +287,14 @@ fn main() {
         "\n| layer | implementation | median ns/call | overhead ns | overhead ratio to palisade | allocations/call |"
     );
     println!("|---|---|---:|---:|---:|---:|");
+    let mut allocating = Vec::new();
     for g in GROUPS {
         let bare = median_ns(g, "bare service");
         let ours = median_ns(g, "palisade");
         for (name, a) in allocations(g) {
+            if name.starts_with("palisade") && a > 0.0 {
+                allocating.push(format!("{g}/{name}: {a:.2} allocations per call"));
+            }
             let Some(m) = median_ns(g, name) else {
                 continue;
             };
@@ -305,4 +309,6 @@ fn main() {
             println!("| {g} | {name} | {m:.1} | {over} | {ratio} | {a:.2} |");
         }
     }
+    // Every run (`cargo test --benches` included) checks the happy path allocates nothing.
+    assert!(allocating.is_empty(), "{allocating:?}");
 }
