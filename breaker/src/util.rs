@@ -1,0 +1,99 @@
+//! Small pieces shared by the middleware of this crate: the config error, a lock-free RNG, cache
+//! padding.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A configuration that failed validation: names the field and the rule. Returned by the
+/// `validate`/`build`/`reconfigure` of every middleware other than the circuit breaker (which
+/// has its own [`circuit::ConfigError`](crate::circuit::ConfigError)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig {
+    middleware: &'static str,
+    field: &'static str,
+    message: &'static str,
+}
+
+impl InvalidConfig {
+    pub(crate) const fn new(
+        middleware: &'static str,
+        field: &'static str,
+        message: &'static str,
+    ) -> Self {
+        Self {
+            middleware,
+            field,
+            message,
+        }
+    }
+
+    /// The offending field (`max_concurrent`).
+    pub fn field(&self) -> &str {
+        self.field
+    }
+
+    /// The middleware whose config it is (`bulkhead`).
+    pub fn middleware(&self) -> &str {
+        self.middleware
+    }
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} config: {}: {}",
+            self.middleware, self.field, self.message
+        )
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+/// A lock-free SplitMix64 stream, seedable so that simulations and tests repeat.
+#[derive(Debug)]
+pub(crate) struct Rng(AtomicU64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(AtomicU64::new(seed))
+    }
+
+    pub(crate) fn from_entropy() -> Self {
+        Self::new(random_seed())
+    }
+
+    pub(crate) fn next_u64(&self) -> u64 {
+        let mut z = self
+            .0
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn next_f64(&self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5bd1_e995);
+    h.finish()
+}
+
+/// Keeps a hot atomic on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
