@@ -146,21 +146,10 @@ impl<L: Listener + Send + Sync + 'static> BreakerProbe for Handle<L> {
         Handle::state(self)
     }
 
-    /// `Open` and `ForcedOpen` never admit. `HalfOpen` admits only while no probe is in flight
-    /// (probe permits handed out == probe successes counted): the breaker does not publish how
-    /// many probe slots its config allows, but while it is still half-open with every probe
-    /// answered, fewer successes than required have been counted, so a slot is free. Sending one
-    /// probe at a time thus never routes a request into a rejection. The snapshot behind that
-    /// check is taken only in `HalfOpen`.
+    /// The breaker's own answer ([`Handle::admits`]): `Open` and `ForcedOpen` never admit,
+    /// `HalfOpen` admits while a probe slot is free.
     fn admits(&self) -> bool {
-        match Handle::state(self) {
-            State::Closed | State::Disabled | State::MetricsOnly => true,
-            State::Open | State::ForcedOpen => false,
-            State::HalfOpen => {
-                let s = self.snapshot();
-                s.half_open_probes <= s.half_open_successes
-            }
-        }
+        Handle::admits(self)
     }
 }
 

@@ -70,7 +70,7 @@ async fn open_breaker_is_routed_around_and_rejoins_when_closed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn tripped_breaker_gets_one_probe_at_a_time_in_half_open() {
+async fn half_open_breaker_gets_exactly_its_probe_slots_and_no_rejection() {
     let layer = CircuitBreakerLayer::new("flaky", breaker_config()).unwrap();
     let bh = layer.handle();
     // Endpoint 1 fails fast or hangs for 1 s, by request.
@@ -111,41 +111,34 @@ async fn tripped_breaker_gets_one_probe_at_a_time_in_half_open() {
     tokio::time::advance(Duration::from_secs(6)).await;
     tokio::task::yield_now().await;
     assert_eq!(bh.state(), State::HalfOpen);
-    // Find the probe: send slow requests until one goes to endpoint 1, keeping it in flight.
-    let mut probe = None;
-    for _ in 0..2 {
+    // Slow requests: endpoint 0 answers at once, endpoint 1 holds each for 1 s. Round robin
+    // would send half of them to endpoint 1; the balancer sends it exactly the 3 probes its
+    // breaker admits, then routes around it, so no request meets a rejection.
+    let mut probes = Vec::new();
+    for _ in 0..10 {
         let fut = lb.ready().await.unwrap().call(2);
         let mut fut = tokio_test::task::spawn(fut);
         match fut.poll() {
             std::task::Poll::Ready(r) => assert_eq!(r.unwrap(), 0),
-            std::task::Poll::Pending => probe = Some(fut),
+            std::task::Poll::Pending => probes.push(fut),
         }
     }
-    let probe = probe.expect("endpoint 1 got a probe");
-    assert_eq!(bh.snapshot().half_open_probes, 1);
-    // While the probe is out, everything goes to endpoint 0 (the breaker would allow 3 probes,
-    // but the balancer sends one at a time).
-    for _ in 0..10 {
-        assert_eq!(lb.ready().await.unwrap().call(0).await.unwrap(), 0);
-    }
+    assert_eq!(probes.len(), 3, "exactly the breaker's probe slots");
+    assert_eq!(bh.snapshot().half_open_probes, 3);
+    assert!(!bh.admits());
     tokio::time::advance(Duration::from_secs(1)).await;
-    let mut probe = probe;
-    assert!(probe.is_woken());
-    match probe.poll() {
-        std::task::Poll::Ready(r) => assert_eq!(r.unwrap(), 1),
-        std::task::Poll::Pending => panic!("probe still pending after its latency"),
+    for mut probe in probes {
+        assert!(probe.is_woken());
+        match probe.poll() {
+            std::task::Poll::Ready(r) => assert_eq!(r.unwrap(), 1),
+            std::task::Poll::Pending => panic!("probe still pending after its latency"),
+        }
     }
-    // One success of the three required: still half-open, no probe in flight.
-    assert_eq!(bh.state(), State::HalfOpen);
-    assert_eq!(bh.snapshot().half_open_successes, 1);
+    // Three successes of three required: closed, and endpoint 1 is back in the rotation.
+    assert_eq!(bh.state(), State::Closed);
     let mut hits = [0; 2];
     for _ in 0..4 {
         hits[lb.ready().await.unwrap().call(0).await.unwrap()] += 1;
     }
-    assert!(hits[1] > 0, "endpoint 1 is a candidate again: {hits:?}");
-    // Sequential probes succeed one after the other until the breaker closes.
-    for _ in 0..6 {
-        let _ = lb.ready().await.unwrap().call(0).await.unwrap();
-    }
-    assert_eq!(bh.state(), State::Closed);
+    assert_eq!(hits, [2, 2]);
 }

@@ -703,3 +703,38 @@ async fn waiting_for_readiness_is_not_latency() {
     assert_eq!(rec.count("Success slow"), 0);
     assert_eq!(h.state(), State::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn admits_tells_whether_a_call_would_pass() {
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(1))
+        .half_open_probes(2)
+        .build()
+        .unwrap();
+    let (mut svc, h, _) = breaker(cfg);
+    assert!(h.admits());
+    let _ = call(&mut svc, Req::Fail).await;
+    assert!(!h.admits(), "open");
+    tick(Duration::from_secs(10)).await;
+    assert!(h.admits(), "half-open with free probe slots");
+    let gate = Arc::new(Semaphore::new(0));
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = svc.clone();
+            let g = gate.clone();
+            tokio::spawn(async move { call(&mut s, Req::Hang(g)).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert!(!h.admits(), "every probe slot taken");
+    gate.add_permits(2);
+    for t in held {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(h.state(), State::Closed);
+    assert!(h.admits());
+    h.force_open();
+    assert!(!h.admits());
+    h.disable();
+    assert!(h.admits());
+}

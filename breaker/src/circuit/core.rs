@@ -681,7 +681,8 @@ pub struct Snapshot {
     pub slow_call_rate: f64,
     /// Failures in a row.
     pub consecutive_failures: u32,
-    /// Probes in flight (half-open only).
+    /// Probe permits handed out in this half-open period and not given back: the probes in
+    /// flight plus the successful ones (half-open only).
     pub half_open_probes: u32,
     /// Successful probes so far (half-open only).
     pub half_open_successes: u32,
@@ -738,6 +739,25 @@ impl<L: Listener> Handle<L> {
     /// A snapshot of state and window counts.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot()
+    }
+
+    /// Whether a call made now would be admitted: one atomic load (a clock read only for an
+    /// `Open` breaker that has no timer, i.e. outside a tokio runtime). `HalfOpen` admits while a
+    /// probe slot is free. Load balancers use this to route around an endpoint whose breaker
+    /// would reject, since the breaker's `poll_ready` reports ready even when it is open.
+    pub fn admits(&self) -> bool {
+        let s = &self.shared;
+        let w = s.state.0.load();
+        match w.kind() {
+            State::Closed | State::Disabled | State::MetricsOnly => true,
+            State::ForcedOpen => false,
+            State::Open => {
+                !w.armed()
+                    && s.deadline_of(w)
+                        .is_some_and(|d| s.nanos(Instant::now()) >= d)
+            }
+            State::HalfOpen => w.probes() < s.max_probes.load(Ordering::Relaxed),
+        }
     }
 
     /// Rejects every call until another manual transition (`ForcedOpen`).
