@@ -220,6 +220,12 @@ fn result_types(ret: &ReturnType) -> syn::Result<(Type, Type)> {
         )
     };
     let ReturnType::Type(_, ty) = ret else { return Err(err()) };
+    let err = || {
+        syn::Error::new(
+            ty.span(),
+            "client methods return `Result<T, ClientError>` or `Result<T, ApiError<E>>`",
+        )
+    };
     let Type::Path(tp) = &**ty else { return Err(err()) };
     let seg = tp.path.segments.last().ok_or_else(err)?;
     if seg.ident != "Result" {
@@ -332,13 +338,11 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             quote!(fallback: ::std::sync::Arc<#fb>,),
             quote!(, fallback: #fb),
             quote!(fallback: ::std::sync::Arc::new(fallback),),
-            quote_spanned! {fb.span()=>
-                const _: () = {
-                    fn __palisade_fallback_implements_the_trait<T: #trait_ident>() {}
-                    fn __check() { __palisade_fallback_implements_the_trait::<#fb>() }
-                };
+            quote!(),
+            {
+                let bound = Ident::new(&trait_ident.to_string(), fb.span());
+                quote_spanned!(fb.span()=> #fb: #bound + ::core::marker::Send + ::core::marker::Sync + 'static,)
             },
-            quote!(#fb: ::core::marker::Send + ::core::marker::Sync + 'static,),
         ),
         None => (quote!(), quote!(), quote!(), quote!(), quote!()),
     };
@@ -579,4 +583,30 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
             #p::finish::<#ok_ty, #err_ty, _>(__resp, &__META).await
         }
     })
+}
+
+/// The trait as the user wrote it, without the macro's attributes: emitted beside a
+/// `compile_error!` so that one mistake does not cascade into unrelated errors.
+pub(crate) fn plain_trait(item: TokenStream) -> TokenStream {
+    let Ok(mut tr) = syn::parse2::<ItemTrait>(item) else {
+        return TokenStream::new();
+    };
+    for item in &mut tr.items {
+        if let TraitItem::Fn(f) = item {
+            f.attrs.retain(|a| !VERBS.iter().any(|v| a.path().is_ident(v)));
+            for arg in &mut f.sig.inputs {
+                if let FnArg::Typed(pt) = arg {
+                    pt.attrs.retain(|a| {
+                        !["path", "query", "header", "headers", "body"]
+                            .iter()
+                            .any(|n| a.path().is_ident(n))
+                    });
+                }
+            }
+        }
+    }
+    quote! {
+        #[allow(async_fn_in_trait)]
+        #tr
+    }
 }

@@ -11,12 +11,17 @@ mod expand;
 /// See the `palisade-client` crate documentation for the attributes and an example.
 #[proc_macro_attribute]
 pub fn client(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match expand::expand(attr.into(), item.into()) {
+    let item = proc_macro2::TokenStream::from(item);
+    match expand::expand(attr.into(), item.clone()) {
         Ok((name, tokens)) => {
             maybe_print(&name, &tokens);
             tokens.into()
         }
-        Err(e) => e.to_compile_error().into(),
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(expand::plain_trait(item));
+            out.into()
+        }
     }
 }
 
