@@ -8,13 +8,11 @@ use percent_encoding::{AsciiSet, CONTROLS};
 use tower::ServiceExt;
 use tower_service::Service;
 
+use crate::BoxError;
 use crate::body::{Body, EncodedBody, IntoRequestBody, ReplayableBody};
 use crate::error::{CallError, ClientError};
 use crate::meta::MethodMeta;
 use crate::response::{FromResponse, collect};
-use crate::BoxError;
-
-
 
 // RFC 3986 path segment: everything but unreserved and sub-delims, plus '/', '?', '#', '%'.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -96,8 +94,12 @@ impl RequestBuilder {
     }
 
     /// A `#[query(flatten)]` struct.
-    pub fn query_flatten<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ClientError> {
-        let s = serde_urlencoded::to_string(value).map_err(|e| ClientError::encode(self.meta.name(), e))?;
+    pub fn query_flatten<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ClientError> {
+        let s = serde_urlencoded::to_string(value)
+            .map_err(|e| ClientError::encode(self.meta.name(), e))?;
         if !s.is_empty() {
             self.uri.push(if self.has_query { '&' } else { '?' });
             self.has_query = true;
@@ -112,7 +114,11 @@ impl RequestBuilder {
     }
 
     /// A `#[header("name")]` parameter.
-    pub fn header<T: HeaderParam + ?Sized>(&mut self, name: HeaderName, value: &T) -> Result<(), ClientError> {
+    pub fn header<T: HeaderParam + ?Sized>(
+        &mut self,
+        name: HeaderName,
+        value: &T,
+    ) -> Result<(), ClientError> {
         value
             .push_header(name, &mut self.headers)
             .map_err(|e| ClientError::encode(self.meta.name(), e))
@@ -125,14 +131,18 @@ impl RequestBuilder {
 
     /// A `#[body]` parameter, consumed.
     pub fn body<T: IntoRequestBody>(&mut self, value: T) -> Result<(), ClientError> {
-        let encoded = value.into_body().map_err(|e| ClientError::encode(self.meta.name(), e))?;
+        let encoded = value
+            .into_body()
+            .map_err(|e| ClientError::encode(self.meta.name(), e))?;
         self.set_body(encoded);
         Ok(())
     }
 
     /// A `#[body]` parameter encoded from a reference, for methods that retry or fall back.
     pub fn body_ref<T: ReplayableBody + ?Sized>(&mut self, value: &T) -> Result<(), ClientError> {
-        let encoded = value.to_body().map_err(|e| ClientError::encode(self.meta.name(), e))?;
+        let encoded = value
+            .to_body()
+            .map_err(|e| ClientError::encode(self.meta.name(), e))?;
         self.set_body(encoded);
         Ok(())
     }
@@ -146,7 +156,8 @@ impl RequestBuilder {
 
     /// The request.
     pub fn build(self) -> Result<Request<Body>, ClientError> {
-        let uri = http::Uri::try_from(self.uri).map_err(|e| ClientError::encode(self.meta.name(), e))?;
+        let uri =
+            http::Uri::try_from(self.uri).map_err(|e| ClientError::encode(self.meta.name(), e))?;
         let mut req = Request::new(self.body);
         *req.method_mut() = self.method;
         *req.uri_mut() = uri;
@@ -191,7 +202,10 @@ macro_rules! scalar_query {
     )*};
 }
 
-scalar_query!(str, String, bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+scalar_query!(
+    str, String, bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32,
+    f64
+);
 
 impl<T: QueryParam + ?Sized> QueryParam for &T {
     fn push_query(&self, name: &str, out: &mut QueryWriter<'_>) {
@@ -280,7 +294,10 @@ impl<T: HeaderParam> HeaderParam for Option<T> {
 }
 
 /// A `#[headers]` value: a `HeaderMap` or an `Option` of one.
-#[diagnostic::on_unimplemented(message = "`{Self}` cannot be a `#[headers]` parameter", note = "use `http::HeaderMap`")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `#[headers]` parameter",
+    note = "use `http::HeaderMap`"
+)]
 pub trait HeaderMapParam {
     /// Appends every header.
     fn extend_headers(&self, headers: &mut HeaderMap);
@@ -339,7 +356,12 @@ where
     if !T::ANY_STATUS && !resp.status().is_success() {
         let (parts, body) = resp.into_parts();
         let body = collect(body, meta.name()).await?;
-        return Err(E::from_status(ClientError::status(meta.name(), parts.status, parts.headers, body)));
+        return Err(E::from_status(ClientError::status(
+            meta.name(),
+            parts.status,
+            parts.headers,
+            body,
+        )));
     }
     Ok(T::from_response(resp, meta.name()).await?)
 }

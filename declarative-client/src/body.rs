@@ -323,7 +323,10 @@ impl<T: serde::Serialize> ReplayableBody for Json<T> {
 
 impl<T: serde::Serialize> ReplayableBody for Form<T> {
     fn to_body(&self) -> Result<EncodedBody, BoxError> {
-        Ok((Body::from(serde_urlencoded::to_string(&self.0)?), Some(FORM)))
+        Ok((
+            Body::from(serde_urlencoded::to_string(&self.0)?),
+            Some(FORM),
+        ))
     }
 }
 
@@ -347,13 +350,19 @@ impl ReplayableBody for [u8] {
 
 impl ReplayableBody for String {
     fn to_body(&self) -> Result<EncodedBody, BoxError> {
-        Ok((Body::from(Bytes::copy_from_slice(self.as_bytes())), Some(TEXT)))
+        Ok((
+            Body::from(Bytes::copy_from_slice(self.as_bytes())),
+            Some(TEXT),
+        ))
     }
 }
 
 impl ReplayableBody for str {
     fn to_body(&self) -> Result<EncodedBody, BoxError> {
-        Ok((Body::from(Bytes::copy_from_slice(self.as_bytes())), Some(TEXT)))
+        Ok((
+            Body::from(Bytes::copy_from_slice(self.as_bytes())),
+            Some(TEXT),
+        ))
     }
 }
 

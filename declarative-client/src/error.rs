@@ -59,7 +59,12 @@ impl ClientError {
     }
 
     /// An HTTP error status.
-    pub fn status(method: &'static str, status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+    pub fn status(
+        method: &'static str,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
         Self::new(
             method,
             Kind::Status(Box::new(StatusError {

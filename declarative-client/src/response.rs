@@ -5,9 +5,9 @@ use std::future::Future;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
+use crate::BoxError;
 use crate::body::{Json, ResponseBody};
 use crate::error::ClientError;
-use crate::BoxError;
 
 /// A return type of a client method (the `T` of `Result<T, ClientError>`).
 ///
@@ -43,7 +43,10 @@ where
 }
 
 impl<T: serde::de::DeserializeOwned + Send> FromResponse for Json<T> {
-    async fn from_response<B>(resp: http::Response<B>, method: &'static str) -> Result<Self, ClientError>
+    async fn from_response<B>(
+        resp: http::Response<B>,
+        method: &'static str,
+    ) -> Result<Self, ClientError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -56,7 +59,10 @@ impl<T: serde::de::DeserializeOwned + Send> FromResponse for Json<T> {
 }
 
 impl FromResponse for String {
-    async fn from_response<B>(resp: http::Response<B>, method: &'static str) -> Result<Self, ClientError>
+    async fn from_response<B>(
+        resp: http::Response<B>,
+        method: &'static str,
+    ) -> Result<Self, ClientError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -67,7 +73,10 @@ impl FromResponse for String {
 }
 
 impl FromResponse for Bytes {
-    async fn from_response<B>(resp: http::Response<B>, method: &'static str) -> Result<Self, ClientError>
+    async fn from_response<B>(
+        resp: http::Response<B>,
+        method: &'static str,
+    ) -> Result<Self, ClientError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -77,7 +86,10 @@ impl FromResponse for Bytes {
 }
 
 impl FromResponse for () {
-    async fn from_response<B>(resp: http::Response<B>, method: &'static str) -> Result<Self, ClientError>
+    async fn from_response<B>(
+        resp: http::Response<B>,
+        method: &'static str,
+    ) -> Result<Self, ClientError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -88,7 +100,10 @@ impl FromResponse for () {
 }
 
 impl FromResponse for ResponseBody {
-    async fn from_response<B>(resp: http::Response<B>, _method: &'static str) -> Result<Self, ClientError>
+    async fn from_response<B>(
+        resp: http::Response<B>,
+        _method: &'static str,
+    ) -> Result<Self, ClientError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -100,7 +115,10 @@ impl FromResponse for ResponseBody {
 impl FromResponse for http::Response<ResponseBody> {
     const ANY_STATUS: bool = true;
 
-    async fn from_response<B>(resp: http::Response<B>, _method: &'static str) -> Result<Self, ClientError>
+    async fn from_response<B>(
+        resp: http::Response<B>,
+        _method: &'static str,
+    ) -> Result<Self, ClientError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::Echo;
 use palisade_client::http::HeaderMap;
 use palisade_client::stack::StackBuilder;
-use palisade_client::{client, Body, ClientError, Form, Json};
+use palisade_client::{Body, ClientError, Form, Json, client};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -38,7 +38,11 @@ pub trait Echoes {
     ) -> Result<Json<Echo>, ClientError>;
 
     #[get("/search")]
-    async fn flatten(&self, #[query(flatten)] q: &Search, #[query] extra: bool) -> Result<Json<Echo>, ClientError>;
+    async fn flatten(
+        &self,
+        #[query(flatten)] q: &Search,
+        #[query] extra: bool,
+    ) -> Result<Json<Echo>, ClientError>;
 
     #[get("/h", headers("x-static" = "on"))]
     async fn headers(
@@ -71,9 +75,16 @@ pub trait Echoes {
     async fn head(&self, #[path] id: u64) -> Result<(), ClientError>;
 }
 
-async fn client() -> (common::Server, EchoesClient<palisade_client::stack::Stack<palisade_client::transport::HttpTransport>>) {
+async fn client() -> (
+    common::Server,
+    EchoesClient<palisade_client::stack::Stack<palisade_client::transport::HttpTransport>>,
+) {
     let server = common::start().await;
-    let stack = StackBuilder::new("echo").base_url(&server.url()).unwrap().build().unwrap();
+    let stack = StackBuilder::new("echo")
+        .base_url(&server.url())
+        .unwrap()
+        .build()
+        .unwrap();
     (server, EchoesClient::new(stack))
 }
 
@@ -89,7 +100,10 @@ async fn path_params_are_percent_encoded() {
 #[tokio::test]
 async fn query_single_optional_and_repeated() {
     let (_s, c) = client().await;
-    let Json(e) = c.query("a b&c", Some(7), None, vec!["x", "y"]).await.unwrap();
+    let Json(e) = c
+        .query("a b&c", Some(7), None, vec!["x", "y"])
+        .await
+        .unwrap();
     assert_eq!(e.path, "/api/v1/q");
     assert_eq!(e.query, "single=a+b%26c&opt=7&repeated=x&repeated=y");
     let Json(e) = c.query("s", None, Some("here"), vec![]).await.unwrap();
@@ -99,7 +113,11 @@ async fn query_single_optional_and_repeated() {
 #[tokio::test]
 async fn query_flattened_struct() {
     let (_s, c) = client().await;
-    let q = Search { q: "star wars".into(), page: 2, tag: None };
+    let q = Search {
+        q: "star wars".into(),
+        page: 2,
+        tag: None,
+    };
     let Json(e) = c.flatten(&q, true).await.unwrap();
     assert_eq!(e.query, "q=star+wars&page=2&extra=true");
 }
@@ -123,7 +141,10 @@ async fn headers_single_optional_static_and_map() {
 #[tokio::test]
 async fn invalid_header_value_is_an_encode_error() {
     let (s, c) = client().await;
-    let err = c.headers("bad\nvalue", 1, None, &HeaderMap::new()).await.unwrap_err();
+    let err = c
+        .headers("bad\nvalue", 1, None, &HeaderMap::new())
+        .await
+        .unwrap_err();
     assert!(err.is_encode(), "{err:?}");
     assert_eq!(err.method(), "Echoes::headers");
     assert_eq!(s.seen.total.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -132,7 +153,13 @@ async fn invalid_header_value_is_an_encode_error() {
 #[tokio::test]
 async fn json_body() {
     let (_s, c) = client().await;
-    let Json(e) = c.json(Json(NewTitle { name: "Heat".into(), year: 1995 })).await.unwrap();
+    let Json(e) = c
+        .json(Json(NewTitle {
+            name: "Heat".into(),
+            year: 1995,
+        }))
+        .await
+        .unwrap();
     assert_eq!(e.method, "POST");
     assert_eq!(e.header("content-type"), Some("application/json"));
     assert_eq!(e.body, r#"{"name":"Heat","year":1995}"#);
@@ -141,10 +168,17 @@ async fn json_body() {
 #[tokio::test]
 async fn form_body() {
     let (_s, c) = client().await;
-    let q = Search { q: "a&b".into(), page: 1, tag: Some("x y".into()) };
+    let q = Search {
+        q: "a&b".into(),
+        page: 1,
+        tag: Some("x y".into()),
+    };
     let Json(e) = c.form(Form(&q)).await.unwrap();
     assert_eq!(e.method, "PUT");
-    assert_eq!(e.header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        e.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(e.body, "q=a%26b&page=1&tag=x+y");
 }
 
@@ -163,7 +197,11 @@ async fn bytes_and_text_bodies() {
 #[tokio::test]
 async fn streaming_body() {
     let (_s, c) = client().await;
-    let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>("one,"), Ok("two,"), Ok("three")]);
+    let chunks = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>("one,"),
+        Ok("two,"),
+        Ok("three"),
+    ]);
     let Json(e) = c.stream(Body::from_stream(chunks)).await.unwrap();
     assert_eq!(e.body, "one,two,three");
     assert_eq!(e.header("transfer-encoding"), Some("chunked"));

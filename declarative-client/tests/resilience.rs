@@ -14,7 +14,7 @@ use palisade_breaker::circuit::{Config, TripPolicy};
 use palisade_client::stack::{BearerAuth, RetryPolicy, Stack, StackBuilder};
 use palisade_client::trace::{TraceContext, Traceparent};
 use palisade_client::transport::{HttpTransport, TransportConfig};
-use palisade_client::{client, Body, ClientError, Json};
+use palisade_client::{Body, ClientError, Json, client};
 use tower::retry::budget::TpsBudget;
 
 #[client(timeout = "5s")]
@@ -29,10 +29,18 @@ pub trait Flaky {
     async fn post(&self, #[path] fails: u32) -> Result<Json<Echo>, ClientError>;
 
     #[post("/flaky/{fails}", idempotent, retry = 3)]
-    async fn post_idempotent(&self, #[path] fails: u32, #[body] b: Bytes) -> Result<Json<Echo>, ClientError>;
+    async fn post_idempotent(
+        &self,
+        #[path] fails: u32,
+        #[body] b: Bytes,
+    ) -> Result<Json<Echo>, ClientError>;
 
     #[put("/flaky/{fails}")]
-    async fn put_stream(&self, #[path] fails: u32, #[body] b: Body) -> Result<Json<Echo>, ClientError>;
+    async fn put_stream(
+        &self,
+        #[path] fails: u32,
+        #[body] b: Body,
+    ) -> Result<Json<Echo>, ClientError>;
 
     #[get("/hang")]
     async fn hang(&self) -> Result<(), ClientError>;
@@ -42,7 +50,12 @@ pub trait Flaky {
 }
 
 fn stack(url: &str, retry: RetryPolicy) -> Stack<HttpTransport> {
-    StackBuilder::new("flaky").base_url(url).unwrap().retry(retry).build().unwrap()
+    StackBuilder::new("flaky")
+        .base_url(url)
+        .unwrap()
+        .retry(retry)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -77,7 +90,10 @@ async fn post_marked_idempotent_is_retried_with_its_own_count() {
     let s = common::start().await;
     // The stack's default is no retries; the method asks for 3.
     let c = FlakyClient::new(stack(&s.url(), RetryPolicy::default()));
-    let Json(e) = c.post_idempotent(3, Bytes::from_static(b"again")).await.unwrap();
+    let Json(e) = c
+        .post_idempotent(3, Bytes::from_static(b"again"))
+        .await
+        .unwrap();
     assert_eq!(e.body, "again", "the replayed body is sent whole");
     assert_eq!(s.seen.hits("/flaky/3"), 4);
 }
@@ -131,7 +147,13 @@ async fn stack_timeout_applies_when_no_attribute_sets_one() {
         .timeout(Duration::from_millis(30))
         .build()
         .unwrap();
-    assert!(NoTimeoutClient::new(stack).hang().await.unwrap_err().is_timeout());
+    assert!(
+        NoTimeoutClient::new(stack)
+            .hang()
+            .await
+            .unwrap_err()
+            .is_timeout()
+    );
 }
 
 #[client(fallback = CatalogFallback)]
@@ -187,12 +209,19 @@ async fn fallback_when_the_breaker_opens() {
     let before = s.seen.total.load(Ordering::SeqCst);
 
     assert_eq!(c.title(7).await.unwrap(), "cached title 7");
-    assert_eq!(c.create(Json(vec![1, 2, 3])).await.unwrap(), "queued 3 items");
+    assert_eq!(
+        c.create(Json(vec![1, 2, 3])).await.unwrap(),
+        "queued 3 items"
+    );
     // A method with `fallback = false` gets the rejection.
     let err = c.no_fallback(200).await.unwrap_err();
     assert!(err.is_rejected(), "{err:?}");
     assert!(err.rejection().is_some());
-    assert_eq!(s.seen.total.load(Ordering::SeqCst), before, "nothing reached the server");
+    assert_eq!(
+        s.seen.total.load(Ordering::SeqCst),
+        before,
+        "nothing reached the server"
+    );
 
     breaker.close();
     // Closed again: the call reaches the server (the echo, not the fallback's text).
@@ -218,7 +247,8 @@ async fn auth_and_traceparent_interceptors() {
         .unwrap();
     let c = TracedClient::new(stack);
 
-    let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let parent =
+        TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
     let Json(e) = parent.scope(c.echo()).await.unwrap();
     assert_eq!(e.header("authorization"), Some("Bearer t0ken"));
     let sent = TraceContext::parse(e.header("traceparent").unwrap()).unwrap();
@@ -248,8 +278,15 @@ async fn http2_transport() {
         .unwrap();
     let c = H2Client::new(stack);
     assert_eq!(c.echo().await.unwrap().version, "HTTP/2.0");
-    let stack = StackBuilder::new("h1").base_url(&s.url()).unwrap().build().unwrap();
-    assert_eq!(H2Client::new(stack).echo().await.unwrap().version, "HTTP/1.1");
+    let stack = StackBuilder::new("h1")
+        .base_url(&s.url())
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        H2Client::new(stack).echo().await.unwrap().version,
+        "HTTP/1.1"
+    );
 }
 
 #[tokio::test]
@@ -260,6 +297,13 @@ async fn base_url_prefix_is_prepended() {
         #[get("/x")]
         async fn x(&self) -> Result<Json<Echo>, ClientError>;
     }
-    let stack = StackBuilder::new("p").base_url(&format!("{}/gw/", s.url())).unwrap().build().unwrap();
-    assert_eq!(PrefixedClient::new(stack).x().await.unwrap().path, "/gw/v2/x");
+    let stack = StackBuilder::new("p")
+        .base_url(&format!("{}/gw/", s.url()))
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        PrefixedClient::new(stack).x().await.unwrap().path,
+        "/gw/v2/x"
+    );
 }

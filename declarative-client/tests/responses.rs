@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::Echo;
 use palisade_client::http::{Response, StatusCode};
 use palisade_client::stack::StackBuilder;
-use palisade_client::{client, ApiError, ClientError, Json, ResponseBody};
+use palisade_client::{ApiError, ClientError, Json, ResponseBody, client};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -55,9 +55,16 @@ pub trait Responses {
     async fn malformed(&self) -> Result<Json<Title>, ClientError>;
 }
 
-async fn client() -> (common::Server, ResponsesClient<palisade_client::stack::Stack<palisade_client::transport::HttpTransport>>) {
+async fn client() -> (
+    common::Server,
+    ResponsesClient<palisade_client::stack::Stack<palisade_client::transport::HttpTransport>>,
+) {
     let server = common::start().await;
-    let stack = StackBuilder::new("responses").base_url(&server.url()).unwrap().build().unwrap();
+    let stack = StackBuilder::new("responses")
+        .base_url(&server.url())
+        .unwrap()
+        .build()
+        .unwrap();
     (server, ResponsesClient::new(stack))
 }
 
@@ -66,7 +73,10 @@ async fn json_string_bytes_and_unit() {
     let (_s, c) = client().await;
     assert_eq!(c.json().await.unwrap().path, "/echo");
     assert_eq!(c.string().await.unwrap(), "hello, world");
-    assert_eq!(c.bytes().await.unwrap(), Bytes::from_static(b"hello, world"));
+    assert_eq!(
+        c.bytes().await.unwrap(),
+        Bytes::from_static(b"hello, world")
+    );
     c.unit().await.unwrap();
 }
 
@@ -102,7 +112,10 @@ async fn error_status_carries_status_and_body() {
     assert_eq!(err.method(), "Responses::status");
     assert!(err.body().unwrap().starts_with(b"{\"code\":\"E42\""));
     assert_eq!(err.headers().unwrap()["content-type"], "application/json");
-    assert_eq!(err.to_string(), "Responses::status: HTTP status 404 Not Found");
+    assert_eq!(
+        err.to_string(),
+        "Responses::status: HTTP status 404 Not Found"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +124,13 @@ async fn typed_error_body() {
     match c.typed(409).await.unwrap_err() {
         ApiError::Api { status, error } => {
             assert_eq!(status, StatusCode::CONFLICT);
-            assert_eq!(error, Problem { code: "E42".into(), message: "no such title".into() });
+            assert_eq!(
+                error,
+                Problem {
+                    code: "E42".into(),
+                    message: "no such title".into()
+                }
+            );
         }
         ApiError::Client(e) => panic!("expected a typed error, got {e:?}"),
     }
@@ -129,13 +148,20 @@ async fn malformed_json_is_a_decode_error_naming_the_method() {
     assert!(err.is_decode(), "{err:?}");
     assert_eq!(err.method(), "Responses::malformed");
     let msg = err.to_string();
-    assert!(msg.starts_with("Responses::malformed: cannot decode the response:"), "{msg}");
+    assert!(
+        msg.starts_with("Responses::malformed: cannot decode the response:"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn connection_refused_is_a_transport_error() {
     // Bind then drop a listener, so the port is very likely closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let stack = StackBuilder::new("nowhere")
         .base_url(&format!("http://127.0.0.1:{port}"))
         .unwrap()

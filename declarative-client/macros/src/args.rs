@@ -46,10 +46,16 @@ fn parse_common(key: &Ident, input: ParseStream<'_>, common: &mut Common) -> syn
             input.parse::<Token![=]>()?;
             let lit: LitStr = input.parse()?;
             let d = humantime::parse_duration(&lit.value()).map_err(|e| {
-                syn::Error::new(lit.span(), format!("invalid duration: {e} (write \"2s\", \"250ms\")"))
+                syn::Error::new(
+                    lit.span(),
+                    format!("invalid duration: {e} (write \"2s\", \"250ms\")"),
+                )
             })?;
             if d.is_zero() {
-                return Err(syn::Error::new(lit.span(), "a timeout must be more than zero"));
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "a timeout must be more than zero",
+                ));
             }
             common.timeout = Some(d);
         }
@@ -78,7 +84,11 @@ fn parse_common(key: &Ident, input: ParseStream<'_>, common: &mut Common) -> syn
                 content.parse::<Token![=]>()?;
                 let value: LitStr = content.parse()?;
                 let header = header_name(&name)?;
-                if !value.value().bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+                if !value
+                    .value()
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                {
                     return Err(syn::Error::new(value.span(), "invalid header value"));
                 }
                 common.headers.push((header, value.value()));

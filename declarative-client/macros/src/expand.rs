@@ -56,7 +56,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<(Strin
                 },
             },
             other => {
-                let e = syn::Error::new(other.span(), "a `#[client]` trait has only `async fn` methods");
+                let e = syn::Error::new(
+                    other.span(),
+                    "a `#[client]` trait has only `async fn` methods",
+                );
                 match &mut errors {
                     Some(all) => all.combine(e),
                     None => errors = Some(e),
@@ -82,7 +85,10 @@ fn take_attr(attrs: &mut Vec<syn::Attribute>) -> syn::Result<Option<(String, syn
         if let Some(verb) = verb {
             let a = attrs.remove(i);
             if found.is_some() {
-                return Err(syn::Error::new(a.span(), "a method has one HTTP verb attribute"));
+                return Err(syn::Error::new(
+                    a.span(),
+                    "a method has one HTTP verb attribute",
+                ));
             }
             found = Some((verb, a));
         } else {
@@ -101,26 +107,43 @@ fn parse_method(f: &mut TraitItemFn) -> syn::Result<Method> {
     };
     let args = attr.parse_args_with(args::parse_method)?;
     if f.sig.asyncness.is_none() {
-        return Err(syn::Error::new(f.sig.fn_token.span(), "client methods are `async fn`"));
+        return Err(syn::Error::new(
+            f.sig.fn_token.span(),
+            "client methods are `async fn`",
+        ));
     }
     if f.default.is_some() {
-        return Err(syn::Error::new(f.sig.ident.span(), "client methods have no body"));
+        return Err(syn::Error::new(
+            f.sig.ident.span(),
+            "client methods have no body",
+        ));
     }
     if !f.sig.generics.params.is_empty() {
-        return Err(syn::Error::new(f.sig.generics.span(), "client methods cannot be generic"));
+        return Err(syn::Error::new(
+            f.sig.generics.span(),
+            "client methods cannot be generic",
+        ));
     }
     let mut inputs = f.sig.inputs.iter_mut();
     match inputs.next() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
         _ => {
-            return Err(syn::Error::new(f.sig.ident.span(), "client methods take `&self`"));
+            return Err(syn::Error::new(
+                f.sig.ident.span(),
+                "client methods take `&self`",
+            ));
         }
     }
     let mut params = Vec::new();
     for arg in inputs {
-        let FnArg::Typed(pt) = arg else { unreachable!("receiver comes first") };
+        let FnArg::Typed(pt) = arg else {
+            unreachable!("receiver comes first")
+        };
         let Pat::Ident(pi) = &*pt.pat else {
-            return Err(syn::Error::new(pt.pat.span(), "client method parameters are plain names"));
+            return Err(syn::Error::new(
+                pt.pat.span(),
+                "client method parameters are plain names",
+            ));
         };
         let ident = pi.ident.clone();
         let mut kind = None;
@@ -128,10 +151,14 @@ fn parse_method(f: &mut TraitItemFn) -> syn::Result<Method> {
         let pt_span = pt.span();
         for a in std::mem::take(&mut pt.attrs) {
             let k = if a.path().is_ident("path") {
-                Some(ParamKind::Path(opt_name(&a)?.unwrap_or_else(|| ident.to_string())))
+                Some(ParamKind::Path(
+                    opt_name(&a)?.unwrap_or_else(|| ident.to_string()),
+                ))
             } else if a.path().is_ident("query") {
                 Some(match &a.meta {
-                    syn::Meta::List(l) if l.tokens.to_string() == "flatten" => ParamKind::QueryFlatten,
+                    syn::Meta::List(l) if l.tokens.to_string() == "flatten" => {
+                        ParamKind::QueryFlatten
+                    }
                     _ => ParamKind::Query(opt_name(&a)?.unwrap_or_else(|| ident.to_string())),
                 })
             } else if a.path().is_ident("header") {
@@ -152,7 +179,10 @@ fn parse_method(f: &mut TraitItemFn) -> syn::Result<Method> {
             };
             if let Some(k) = k {
                 if kind.is_some() {
-                    return Err(syn::Error::new(pt_span, "a parameter has one of `#[path]`, `#[query]`, `#[header]`, `#[headers]`, `#[body]`"));
+                    return Err(syn::Error::new(
+                        pt_span,
+                        "a parameter has one of `#[path]`, `#[query]`, `#[header]`, `#[headers]`, `#[body]`",
+                    ));
                 }
                 kind = Some(k);
             }
@@ -196,7 +226,10 @@ fn parse_method(f: &mut TraitItemFn) -> syn::Result<Method> {
 fn require_word(a: &syn::Attribute) -> syn::Result<()> {
     match &a.meta {
         syn::Meta::Path(_) => Ok(()),
-        _ => Err(syn::Error::new(a.span(), "this attribute takes no arguments")),
+        _ => Err(syn::Error::new(
+            a.span(),
+            "this attribute takes no arguments",
+        )),
     }
 }
 
@@ -219,19 +252,25 @@ fn result_types(ret: &ReturnType) -> syn::Result<(Type, Type)> {
             "client methods return `Result<T, ClientError>` or `Result<T, ApiError<E>>`",
         )
     };
-    let ReturnType::Type(_, ty) = ret else { return Err(err()) };
+    let ReturnType::Type(_, ty) = ret else {
+        return Err(err());
+    };
     let err = || {
         syn::Error::new(
             ty.span(),
             "client methods return `Result<T, ClientError>` or `Result<T, ApiError<E>>`",
         )
     };
-    let Type::Path(tp) = &**ty else { return Err(err()) };
+    let Type::Path(tp) = &**ty else {
+        return Err(err());
+    };
     let seg = tp.path.segments.last().ok_or_else(err)?;
     if seg.ident != "Result" {
         return Err(err());
     }
-    let syn::PathArguments::AngleBracketed(ab) = &seg.arguments else { return Err(err()) };
+    let syn::PathArguments::AngleBracketed(ab) = &seg.arguments else {
+        return Err(err());
+    };
     let tys: Vec<&Type> = ab
         .args
         .iter()
@@ -270,7 +309,10 @@ fn parse_template(lit: &LitStr, base: &str) -> syn::Result<Vec<Segment>> {
             .ok_or_else(|| syn::Error::new(lit.span(), "unclosed `{` in the path"))?;
         let name = &rest[open + 1..open + close];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(syn::Error::new(lit.span(), format!("invalid placeholder `{{{name}}}`")));
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("invalid placeholder `{{{name}}}`"),
+            ));
         }
         out.push(Segment::Var(name.to_owned(), lit.span()));
         rest = &rest[open + close + 1..];
@@ -431,7 +473,10 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
         .collect();
     for seg in &segments {
         if let Segment::Var(v, span) = seg {
-            if !path_params.iter().any(|p| matches!(&p.kind, ParamKind::Path(n) if n == v)) {
+            if !path_params
+                .iter()
+                .any(|p| matches!(&p.kind, ParamKind::Path(n) if n == v))
+            {
                 return Err(syn::Error::new(
                     *span,
                     format!("the path has `{{{v}}}` but no `#[path]` parameter is named `{v}`"),
@@ -440,8 +485,13 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
         }
     }
     for pp in &path_params {
-        let ParamKind::Path(n) = &pp.kind else { continue };
-        if !segments.iter().any(|s| matches!(s, Segment::Var(v, _) if v == n)) {
+        let ParamKind::Path(n) = &pp.kind else {
+            continue;
+        };
+        if !segments
+            .iter()
+            .any(|s| matches!(s, Segment::Var(v, _) if v == n))
+        {
             return Err(syn::Error::new(
                 pp.span,
                 format!("`#[path]` parameter `{n}` has no `{{{n}}}` in the path"),
@@ -449,9 +499,16 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
         }
     }
 
-    let bodies: Vec<&Param> = m.params.iter().filter(|p| matches!(p.kind, ParamKind::Body)).collect();
+    let bodies: Vec<&Param> = m
+        .params
+        .iter()
+        .filter(|p| matches!(p.kind, ParamKind::Body))
+        .collect();
     if bodies.len() > 1 {
-        return Err(syn::Error::new(bodies[1].span, "a method has at most one `#[body]` parameter"));
+        return Err(syn::Error::new(
+            bodies[1].span,
+            "a method has at most one `#[body]` parameter",
+        ));
     }
     if let Some(b) = bodies.first() {
         if verb == "GET" || verb == "HEAD" {
@@ -593,7 +650,8 @@ pub(crate) fn plain_trait(item: TokenStream) -> TokenStream {
     };
     for item in &mut tr.items {
         if let TraitItem::Fn(f) = item {
-            f.attrs.retain(|a| !VERBS.iter().any(|v| a.path().is_ident(v)));
+            f.attrs
+                .retain(|a| !VERBS.iter().any(|v| a.path().is_ident(v)));
             for arg in &mut f.sig.inputs {
                 if let FnArg::Typed(pt) = arg {
                     pt.attrs.retain(|a| {

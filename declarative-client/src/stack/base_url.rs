@@ -28,7 +28,9 @@ pub struct BaseUrl {
 impl BaseUrl {
     /// Parses `http://host:port[/prefix]`.
     pub fn parse(url: &str) -> Result<Self, InvalidBaseUrl> {
-        let uri: Uri = url.parse().map_err(|e| InvalidBaseUrl(format!("{url}: {e}")))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| InvalidBaseUrl(format!("{url}: {e}")))?;
         let parts = uri.into_parts();
         let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
             return Err(InvalidBaseUrl(format!("{url}: needs a scheme and a host")));
@@ -95,7 +97,10 @@ where
                 parts.scheme = Some(base.scheme.clone());
                 parts.authority = Some(base.authority.clone());
                 if let Some(prefix) = &base.prefix {
-                    let pq = parts.path_and_query.as_ref().map_or("/", PathAndQuery::as_str);
+                    let pq = parts
+                        .path_and_query
+                        .as_ref()
+                        .map_or("/", PathAndQuery::as_str);
                     parts.path_and_query = PathAndQuery::try_from(format!("{prefix}{pq}")).ok();
                 }
                 if let Ok(uri) = Uri::from_parts(parts) {

@@ -71,7 +71,10 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Resp, Infalli
         match headers.get_mut(k.as_str()) {
             Some(serde_json::Value::Array(a)) => a.push(v.into()),
             _ => {
-                headers.insert(k.as_str().to_owned(), serde_json::Value::Array(vec![v.into()]));
+                headers.insert(
+                    k.as_str().to_owned(),
+                    serde_json::Value::Array(vec![v.into()]),
+                );
             }
         }
     }
@@ -102,7 +105,8 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Resp, Infalli
         ["flaky", fails] if n <= fails.parse::<usize>().unwrap() => full(503, "busy", "text/plain"),
         ["hang"] => std::future::pending().await,
         ["stream"] => {
-            let chunks = (0..3).map(|i| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("chunk{i};")))));
+            let chunks =
+                (0..3).map(|i| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("chunk{i};")))));
             Response::builder()
                 .status(200)
                 .body(StreamBody::new(futures::stream::iter(chunks)).boxed())
@@ -120,7 +124,9 @@ pub async fn start() -> Server {
     let s = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let s = s.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(req, s.clone()));
@@ -146,6 +152,9 @@ pub struct Echo {
 
 impl Echo {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.first()).map(String::as_str)
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 }
