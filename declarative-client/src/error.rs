@@ -276,10 +276,10 @@ impl CallError for ClientError {
 
 impl<E: serde::de::DeserializeOwned + Send> CallError for ApiError<E> {
     fn from_status(err: ClientError) -> Self {
-        if let (Some(status), Some(body)) = (err.status_code(), err.body()) {
-            if let Ok(error) = serde_json::from_slice(body) {
-                return ApiError::Api { status, error };
-            }
+        if let (Some(status), Some(body)) = (err.status_code(), err.body())
+            && let Ok(error) = serde_json::from_slice(body)
+        {
+            return ApiError::Api { status, error };
         }
         ApiError::Client(err)
     }

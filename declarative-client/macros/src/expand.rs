@@ -472,16 +472,15 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
         .filter(|p| matches!(p.kind, ParamKind::Path(_)))
         .collect();
     for seg in &segments {
-        if let Segment::Var(v, span) = seg {
-            if !path_params
+        if let Segment::Var(v, span) = seg
+            && !path_params
                 .iter()
                 .any(|p| matches!(&p.kind, ParamKind::Path(n) if n == v))
-            {
-                return Err(syn::Error::new(
-                    *span,
-                    format!("the path has `{{{v}}}` but no `#[path]` parameter is named `{v}`"),
-                ));
-            }
+        {
+            return Err(syn::Error::new(
+                *span,
+                format!("the path has `{{{v}}}` but no `#[path]` parameter is named `{v}`"),
+            ));
         }
     }
     for pp in &path_params {
@@ -510,27 +509,27 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
             "a method has at most one `#[body]` parameter",
         ));
     }
-    if let Some(b) = bodies.first() {
-        if verb == "GET" || verb == "HEAD" {
-            return Err(syn::Error::new(
-                b.span,
-                format!("a {verb} request has no body; use `#[post]`, `#[put]` or `#[patch]`"),
-            ));
-        }
+    if let Some(b) = bodies.first()
+        && (verb == "GET" || verb == "HEAD")
+    {
+        return Err(syn::Error::new(
+            b.span,
+            format!("a {verb} request has no body; use `#[post]`, `#[put]` or `#[patch]`"),
+        ));
     }
 
     let idempotent_by_verb = matches!(verb.as_str(), "GET" | "HEAD" | "PUT" | "DELETE");
     let idempotent = idempotent_by_verb || m.args.idempotent.is_some();
     let method_retry = m.args.common.retry;
-    if let Some((Retry::Max(_), span)) = method_retry {
-        if !idempotent {
-            return Err(syn::Error::new(
-                span,
-                format!(
-                    "`retry` on a {verb} method needs `idempotent`: a {verb} may not be safe to send twice"
-                ),
-            ));
-        }
+    if let Some((Retry::Max(_), span)) = method_retry
+        && !idempotent
+    {
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "`retry` on a {verb} method needs `idempotent`: a {verb} may not be safe to send twice"
+            ),
+        ));
     }
     // The trait's retry applies to idempotent methods only (the stack checks it too).
     let retry = method_retry

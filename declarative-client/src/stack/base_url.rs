@@ -91,21 +91,21 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
-        if let Some(base) = &self.base {
-            if req.uri().authority().is_none() {
-                let mut parts = std::mem::take(req.uri_mut()).into_parts();
-                parts.scheme = Some(base.scheme.clone());
-                parts.authority = Some(base.authority.clone());
-                if let Some(prefix) = &base.prefix {
-                    let pq = parts
-                        .path_and_query
-                        .as_ref()
-                        .map_or("/", PathAndQuery::as_str);
-                    parts.path_and_query = PathAndQuery::try_from(format!("{prefix}{pq}")).ok();
-                }
-                if let Ok(uri) = Uri::from_parts(parts) {
-                    *req.uri_mut() = uri;
-                }
+        if let Some(base) = &self.base
+            && req.uri().authority().is_none()
+        {
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.scheme = Some(base.scheme.clone());
+            parts.authority = Some(base.authority.clone());
+            if let Some(prefix) = &base.prefix {
+                let pq = parts
+                    .path_and_query
+                    .as_ref()
+                    .map_or("/", PathAndQuery::as_str);
+                parts.path_and_query = PathAndQuery::try_from(format!("{prefix}{pq}")).ok();
+            }
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
             }
         }
         self.inner.call(req)
