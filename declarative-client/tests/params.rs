@@ -73,6 +73,15 @@ pub trait Echoes {
 
     #[head("/titles/{id}")]
     async fn head(&self, #[path] id: u64) -> Result<(), ClientError>;
+
+    #[allow(non_snake_case)]
+    #[get("/kinds/{type}")]
+    async fn raw_idents(
+        &self,
+        #[path] r#type: &str,
+        #[query] r#in: u8,
+        #[header] X_Trace_Tag: &str,
+    ) -> Result<Json<Echo>, ClientError>;
 }
 
 async fn client() -> (
@@ -215,4 +224,13 @@ async fn delete_and_head() {
     assert_eq!(e.path, "/api/v1/titles/9");
     c.head(9).await.unwrap();
     assert_eq!(s.seen.hits("/api/v1/titles/9"), 2);
+}
+
+#[tokio::test]
+async fn raw_and_uppercase_identifiers() {
+    let (_s, c) = client().await;
+    let Json(e) = c.raw_idents("movie", 3, "t1").await.unwrap();
+    assert_eq!(e.path, "/api/v1/kinds/movie");
+    assert_eq!(e.query, "in=3");
+    assert_eq!(e.header("x-trace-tag"), Some("t1"));
 }

@@ -2,6 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemTrait, LitStr, Pat, ReturnType, TraitItem, TraitItemFn, Type};
 
@@ -146,25 +147,27 @@ fn parse_method(f: &mut TraitItemFn) -> syn::Result<Method> {
             ));
         };
         let ident = pi.ident.clone();
+        // `r#type` is named `type` in paths, queries and headers.
+        let plain = ident.unraw().to_string();
         let mut kind = None;
         let mut keep = Vec::new();
         let pt_span = pt.span();
         for a in std::mem::take(&mut pt.attrs) {
             let k = if a.path().is_ident("path") {
                 Some(ParamKind::Path(
-                    opt_name(&a)?.unwrap_or_else(|| ident.to_string()),
+                    opt_name(&a)?.unwrap_or_else(|| plain.clone()),
                 ))
             } else if a.path().is_ident("query") {
                 Some(match &a.meta {
                     syn::Meta::List(l) if l.tokens.to_string() == "flatten" => {
                         ParamKind::QueryFlatten
                     }
-                    _ => ParamKind::Query(opt_name(&a)?.unwrap_or_else(|| ident.to_string())),
+                    _ => ParamKind::Query(opt_name(&a)?.unwrap_or_else(|| plain.clone())),
                 })
             } else if a.path().is_ident("header") {
                 let name = match opt_name_lit(&a)? {
                     Some(lit) => args::header_name(&lit)?,
-                    None => ident.to_string().replace('_', "-"),
+                    None => plain.replace('_', "-").to_ascii_lowercase(),
                 };
                 Some(ParamKind::Header(name))
             } else if a.path().is_ident("headers") {
@@ -351,7 +354,15 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
         let sig = &m.sig_tokens;
         trait_items.push(quote! { #(#attrs)* #sig; });
         match method_impl(client, trait_ident, m) {
-            Ok(body) => impl_items.push(quote! { #sig { #body } }),
+            Ok(body) => {
+                // Lint levels and `cfg` apply to the implementation too.
+                let carried = f.attrs.iter().filter(|a| {
+                    ["allow", "expect", "warn", "deny", "cfg"]
+                        .iter()
+                        .any(|n| a.path().is_ident(n))
+                });
+                impl_items.push(quote! { #(#carried)* #sig { #body } })
+            }
             Err(e) => match &mut errors {
                 Some(all) => all.combine(e),
                 None => errors = Some(e),
