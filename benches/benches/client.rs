@@ -23,7 +23,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use palisade_client::stack::{Stack, StackBuilder};
 use palisade_client::transport::{HttpTransport, TransportConfig};
 use palisade_client::{ClientError, Json, client};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::runtime::Runtime;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Title {
@@ -186,6 +190,22 @@ fn cpu(rt: &Runtime, rows: &Rows, calls: u64, rounds: u32) -> Vec<(&'static str,
         .collect()
 }
 
+/// Allocations per call, process-wide (the server's are the same for every row, so the
+/// differences between rows are the client's).
+fn allocations(rt: &Runtime, rows: &Rows, calls: u64) -> Vec<(&'static str, f64)> {
+    ROWS.iter()
+        .map(|which| {
+            rt.block_on(async {
+                let region = Region::new(GLOBAL);
+                for _ in 0..calls {
+                    black_box(call(rows, which).await);
+                }
+                (*which, region.change().allocations as f64 / calls as f64)
+            })
+        })
+        .collect()
+}
+
 fn main() {
     let addr = start_server();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -204,6 +224,7 @@ fn main() {
     // `cargo test --benches` runs this binary with `--bench` absent: keep it short there.
     let full = std::env::args().any(|a| a == "--bench");
     let (calls, rounds) = if full { (5_000, 6) } else { (50, 1) };
+    let allocs = allocations(&rt, &rows, calls);
     let res = cpu(&rt, &rows, calls, rounds);
     let (_, base_wall, base_cpu) = res[0];
     println!(
@@ -211,18 +232,18 @@ fn main() {
         calls, rounds
     );
     println!(
-        "{:<18} {:>12} {:>8} {:>12} {:>8}",
-        "row", "wall ns", "ratio", "cpu ns", "ratio"
+        "{:<18} {:>12} {:>8} {:>12} {:>8} {:>12}",
+        "row", "wall ns", "ratio", "cpu ns", "ratio", "allocs/call"
     );
-    for (name, wall, cpu) in &res {
+    for ((name, wall, cpu), (_, allocs)) in res.iter().zip(&allocs) {
+        let cpu_ratio = if base_cpu > 0.0 {
+            cpu / base_cpu
+        } else {
+            f64::NAN
+        };
         println!(
-            "{name:<18} {wall:>12.0} {:>8.3} {cpu:>12.0} {:>8.3}",
+            "{name:<18} {wall:>12.0} {:>8.3} {cpu:>12.0} {cpu_ratio:>8.3} {allocs:>12.1}",
             wall / base_wall,
-            if base_cpu > 0.0 {
-                cpu / base_cpu
-            } else {
-                f64::NAN
-            }
         );
     }
 }
