@@ -340,9 +340,10 @@ where
         .map_err(|e| ClientError::from_service(meta.name(), e.into()))
 }
 
-/// Whether a failed call should go to the fallback: the breaker rejected it.
-pub fn wants_fallback(err: &ClientError) -> bool {
-    err.is_rejected()
+/// Whether a failed call goes to the fallback: the breaker rejected it, or (with
+/// `fallback_on = "failure"`) the call failed before a response came back.
+pub fn wants_fallback(err: &ClientError, on_failure: bool) -> bool {
+    err.is_rejected() || (on_failure && (err.is_transport() || err.is_timeout()))
 }
 
 /// Turns the response into the method's return type.

@@ -46,6 +46,7 @@
 //! | `retry = 3` / `retry = "never"` | retries of the idempotent methods |
 //! | `headers("user-agent" = "x", ...)` | static headers on every request |
 //! | `fallback = Type` | a `Type: Trait` called when the circuit breaker rejects a call; `new` then takes it |
+//! | `fallback_on = "failure"` | also fall back on transport errors and timeouts (default `"rejection"`: only when the breaker rejects) |
 //!
 //! On each `async fn`, one of `#[get]`, `#[post]`, `#[put]`, `#[patch]`, `#[delete]`, `#[head]`
 //! with the path (`"/titles/{id}"`) and optionally `timeout`, `retry`, `headers(...)`,

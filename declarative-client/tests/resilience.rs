@@ -307,3 +307,59 @@ async fn base_url_prefix_is_prepended() {
         "/gw/v2/x"
     );
 }
+
+#[client(fallback = Cached, fallback_on = "failure", timeout = "30ms")]
+pub trait Resilient {
+    #[get("/hang")]
+    async fn hang(&self) -> Result<String, ClientError>;
+
+    #[get("/status/{code}")]
+    async fn status(&self, #[path] code: u16) -> Result<String, ClientError>;
+}
+
+pub struct Cached;
+
+impl Resilient for Cached {
+    async fn hang(&self) -> Result<String, ClientError> {
+        Ok("cached".into())
+    }
+
+    async fn status(&self, code: u16) -> Result<String, ClientError> {
+        Ok(format!("cached {code}"))
+    }
+}
+
+#[tokio::test]
+async fn fallback_on_failure_covers_timeouts_and_transport_errors_not_statuses() {
+    let s = common::start().await;
+    let stack = StackBuilder::new("resilient")
+        .base_url(&s.url())
+        .unwrap()
+        .build()
+        .unwrap();
+    let c = ResilientClient::new(stack, Cached);
+    // Timeout: falls back.
+    assert_eq!(c.hang().await.unwrap(), "cached");
+    // An answer, even an error status, is not a failure to reach the service.
+    let err = c.status(404).await.unwrap_err();
+    assert_eq!(err.status_code().map(|s| s.as_u16()), Some(404));
+
+    // Connection refused: falls back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stack = StackBuilder::new("gone")
+        .base_url(&format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        ResilientClient::new(stack, Cached)
+            .status(200)
+            .await
+            .unwrap(),
+        "cached 200"
+    );
+}

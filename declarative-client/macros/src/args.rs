@@ -27,6 +27,7 @@ pub(crate) struct ClientArgs {
     pub(crate) service: Option<String>,
     pub(crate) base_path: String,
     pub(crate) fallback: Option<syn::Type>,
+    pub(crate) fallback_on_failure: bool,
     pub(crate) common: Common,
 }
 
@@ -37,7 +38,8 @@ pub(crate) struct MethodArgs {
     pub(crate) common: Common,
 }
 
-const CLIENT_KEYS: &str = "`service`, `base_path`, `timeout`, `retry`, `headers`, `fallback`";
+const CLIENT_KEYS: &str =
+    "`service`, `base_path`, `timeout`, `retry`, `headers`, `fallback`, `fallback_on`";
 const METHOD_KEYS: &str = "`timeout`, `retry`, `headers`, `idempotent`, `fallback`";
 
 fn parse_common(key: &Ident, input: ParseStream<'_>, common: &mut Common) -> syn::Result<bool> {
@@ -153,6 +155,21 @@ pub(crate) fn parse_client(input: ParseStream<'_>) -> syn::Result<ClientArgs> {
                 "fallback" => {
                     input.parse::<Token![=]>()?;
                     args.fallback = Some(input.parse()?);
+                }
+                "fallback_on" => {
+                    input.parse::<Token![=]>()?;
+                    let s: LitStr = input.parse()?;
+                    args.fallback_on_failure = match s.value().as_str() {
+                        "rejection" => false,
+                        "failure" => true,
+                        _ => {
+                            return Err(syn::Error::new(
+                                s.span(),
+                                "`fallback_on` is \"rejection\" (the breaker is open) or \"failure\" \
+                                 (also transport errors and timeouts)",
+                            ));
+                        }
+                    };
                 }
                 other => {
                     return Err(syn::Error::new(

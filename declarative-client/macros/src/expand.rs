@@ -615,9 +615,12 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
             let args = m.params.iter().map(|p| &p.ident);
             (
                 quote!(let __fb = ::std::sync::Arc::clone(&self.fallback);),
-                quote! {
-                    if #p::wants_fallback(&__e) {
+                {
+                    let on_failure = client.fallback_on_failure;
+                    quote! {
+                    if #p::wants_fallback(&__e, #on_failure) {
                         return <#fb as #trait_ident>::#method(&*__fb, #(#args),*).await;
+                    }
                     }
                 },
             )
