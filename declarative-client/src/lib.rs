@@ -77,7 +77,7 @@
 //!
 //! The generated `TraitClient<S>` works over any `S: Service<http::Request<Body>>` that returns
 //! `http::Response<B>`. [`stack::StackBuilder`] assembles the standard one: retries → circuit
-//! breaker → timeout → interceptors ([`stack::BearerAuth`], [`trace::Traceparent`]) → base URL
+//! breaker → timeout → interceptors ([`stack::BearerAuth`], [`trace::Traceparent`], [`trace::B3`]) → base URL
 //! → the hyper-util transport ([`transport`]; pooled, HTTP/1.1 or HTTP/2). The method's
 //! [`MethodMeta`] travels in the request extensions, so each layer applies the method's own
 //! timeout and retry settings.

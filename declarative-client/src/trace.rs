@@ -152,3 +152,32 @@ impl Interceptor for Traceparent {
         }
     }
 }
+
+/// Propagates the current [`TraceContext`] as a Zipkin B3 single header
+/// (`b3: {trace}-{span}-{sampled}-{parent}`), with a new span id per outgoing request. Outside a
+/// [`TraceContext::scope`] it starts a new trace (`b3: {trace}-{span}-1`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct B3;
+
+impl Interceptor for B3 {
+    fn intercept(&self, req: &mut Request<Body>) {
+        let (ctx, parent) = match TraceContext::current() {
+            Some(c) => (c.child(), Some(c.span_id)),
+            None => (TraceContext::new_root(), None),
+        };
+        let mut s = String::with_capacity(70);
+        let _ = write!(
+            s,
+            "{:032x}-{:016x}-{}",
+            ctx.trace_id,
+            ctx.span_id,
+            ctx.flags & 1
+        );
+        if let Some(p) = parent {
+            let _ = write!(s, "-{p:016x}");
+        }
+        if let Ok(v) = HeaderValue::try_from(s) {
+            req.headers_mut().insert("b3", v);
+        }
+    }
+}

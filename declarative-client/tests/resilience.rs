@@ -12,7 +12,7 @@ use common::Echo;
 use palisade_breaker::State;
 use palisade_breaker::circuit::{Config, TripPolicy};
 use palisade_client::stack::{BearerAuth, RetryPolicy, Stack, StackBuilder};
-use palisade_client::trace::{TraceContext, Traceparent};
+use palisade_client::trace::{B3, TraceContext, Traceparent};
 use palisade_client::transport::{HttpTransport, TransportConfig};
 use palisade_client::{Body, ClientError, Json, client};
 use tower::retry::budget::TpsBudget;
@@ -361,5 +361,38 @@ async fn fallback_on_failure_covers_timeouts_and_transport_errors_not_statuses()
             .await
             .unwrap(),
         "cached 200"
+    );
+}
+
+#[tokio::test]
+async fn b3_single_header_propagation() {
+    let s = common::start().await;
+    #[client]
+    pub trait Zipkin {
+        #[get("/echo")]
+        async fn echo(&self) -> Result<Json<Echo>, ClientError>;
+    }
+    let stack = StackBuilder::new("b3")
+        .base_url(&s.url())
+        .unwrap()
+        .interceptor(B3)
+        .build()
+        .unwrap();
+    let c = ZipkinClient::new(stack);
+    let parent =
+        TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let Json(e) = parent.scope(c.echo()).await.unwrap();
+    let b3: Vec<&str> = e.header("b3").unwrap().split('-').collect();
+    assert_eq!(b3.len(), 4);
+    assert_eq!(b3[0], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(b3[1], "00f067aa0ba902b7");
+    assert_eq!(b3[1].len(), 16);
+    assert_eq!(b3[2], "1");
+    assert_eq!(b3[3], "00f067aa0ba902b7");
+    let Json(e) = c.echo().await.unwrap();
+    assert_eq!(
+        e.header("b3").unwrap().split('-').count(),
+        3,
+        "a new root has no parent"
     );
 }
