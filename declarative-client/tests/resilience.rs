@@ -313,7 +313,8 @@ pub trait Resilient {
     #[get("/hang")]
     async fn hang(&self) -> Result<String, ClientError>;
 
-    #[get("/status/{code}")]
+    // Its own timeout, so that a slow machine cannot turn the 404 into a timeout.
+    #[get("/status/{code}", timeout = "30s")]
     async fn status(&self, #[path] code: u16) -> Result<String, ClientError>;
 }
 
