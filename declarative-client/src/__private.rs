@@ -367,15 +367,6 @@ where
     Ok(T::from_response(resp, meta.name()).await?)
 }
 
-/// Compile-time check that a fallback type implements the client trait.
-pub const fn assert_fallback<T: ?Sized>() {}
-
-/// Prints a macro expansion if `PALISADE_CLIENT_EXPAND` asks for it (used by the macro at
-/// compile time; here so the name is documented in one place).
 pub use http;
-
-#[doc(hidden)]
-pub const EXPAND_ENV: &str = "PALISADE_CLIENT_EXPAND";
-
 pub use http_body;
 pub use tower_service;

@@ -386,21 +386,21 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
     } else {
         quote!()
     };
-    let (fb_field, fb_new_arg, fb_init, fb_check, fb_bound) = match &client.fallback {
+    let (fb_field, fb_new_arg, fb_init, fb_bound) = match &client.fallback {
         Some(fb) => (
             quote!(fallback: ::std::sync::Arc<#fb>,),
             quote!(, fallback: #fb),
             quote!(fallback: ::std::sync::Arc::new(fallback),),
-            quote!(),
             {
                 let bound = Ident::new(&trait_ident.to_string(), fb.span());
                 quote_spanned!(fb.span()=> #fb: #bound + ::core::marker::Send + ::core::marker::Sync + 'static,)
             },
         ),
-        None => (quote!(), quote!(), quote!(), quote!(), quote!()),
+        None => (quote!(), quote!(), quote!(), quote!()),
     };
     let new_doc = if client.fallback.is_some() {
-        "A client sending requests through `inner`, falling back on `fallback` when the circuit breaker rejects a call."
+        "A client sending requests through `inner`, with `fallback` answering the calls that the \
+         circuit breaker rejects (and, with `fallback_on = \"failure\"`, those that fail)."
     } else {
         "A client sending requests through `inner`."
     };
@@ -429,7 +429,6 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             }
         }
 
-        #fb_check
 
         impl<S> #client_ident<S> {
             /// The `service = "..."` name of the client, resolved through service discovery.
