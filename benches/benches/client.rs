@@ -96,8 +96,38 @@ impl Hand {
     }
 }
 
+/// The hand-written request behind the same breaker and a `tokio::time::timeout`: what the
+/// full stack does, without the generated code.
+struct HandGuarded {
+    svc: palisade_breaker::circuit::CircuitBreaker<
+        Client<HttpConnector, Empty<Bytes>>,
+        palisade_breaker::HttpClassifier,
+    >,
+    base: String,
+}
+
+impl HandGuarded {
+    async fn call(&self, id: u64, lang: &str) -> Title {
+        use tower::ServiceExt;
+        let uri = format!("{}/api/v1/titles/{id}?lang={lang}", self.base);
+        let req = http::Request::get(uri)
+            .header("accept", "application/json")
+            .body(Empty::new())
+            .unwrap();
+        let call = self.svc.clone().oneshot(req);
+        let resp = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resp.status().is_success());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
 struct Rows {
     hand: Hand,
+    guarded: HandGuarded,
     bare: CatalogClient<palisade_client::stack::SetBaseUrl<HttpTransport>>,
     full: CatalogClient<Stack<HttpTransport>>,
 }
@@ -122,7 +152,15 @@ fn rows(addr: SocketAddr) -> Rows {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
+    let breaker = palisade_breaker::circuit::CircuitBreakerLayer::builder("hand")
+        .classifier(palisade_breaker::HttpClassifier::new())
+        .build()
+        .unwrap();
     Rows {
+        guarded: HandGuarded {
+            svc: tower::Layer::layer(&breaker, transport.clone()),
+            base: base.clone(),
+        },
         hand: Hand {
             client: transport,
             base,
@@ -137,11 +175,17 @@ async fn call(rows: &Rows, which: &str) -> u64 {
         "hyper-util" => rows.hand.call(7, "en").await.id,
         "generated-bare" => rows.bare.title(7, "en").await.unwrap().0.id,
         "generated-stack" => rows.full.title(7, "en").await.unwrap().0.id,
+        "hyper-util-guarded" => rows.guarded.call(7, "en").await.id,
         _ => unreachable!(),
     }
 }
 
-const ROWS: [&str; 3] = ["hyper-util", "generated-bare", "generated-stack"];
+const ROWS: [&str; 4] = [
+    "hyper-util",
+    "generated-bare",
+    "generated-stack",
+    "hyper-util-guarded",
+];
 
 fn thread_cpu_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -168,8 +212,8 @@ fn latency(c: &mut Criterion, rt: &Runtime, rows: &Rows) {
 
 /// Wall time and client-thread CPU per call, in alternating rounds.
 fn cpu(rt: &Runtime, rows: &Rows, calls: u64, rounds: u32) -> Vec<(&'static str, f64, f64)> {
-    let mut wall = [0f64; 3];
-    let mut cpu = [0f64; 3];
+    let mut wall = [0f64; ROWS.len()];
+    let mut cpu = [0f64; ROWS.len()];
     for _ in 0..rounds {
         for (i, which) in ROWS.iter().enumerate() {
             rt.block_on(async {
