@@ -1,0 +1,93 @@
+//! `palisade-gateway ROUTES.yaml`: serves the routes file, reloads it when it changes (or on
+//! SIGHUP), serves the admin API if configured, and drains in-flight requests on SIGTERM/Ctrl-C.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use palisade_gateway::config::GatewayConfig;
+use palisade_gateway::{Gateway, admin, reload};
+use tokio::signal::unix::{SignalKind, signal};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let Some(file) = std::env::args_os().nth(1) else {
+        eprintln!("usage: palisade-gateway ROUTES.yaml");
+        return ExitCode::from(2);
+    };
+    let cfg = match GatewayConfig::from_file(&file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let gateway = match Gateway::builder(cfg.clone()).file(&file).build() {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", cfg.listen);
+                return ExitCode::from(1);
+            }
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(a) = &cfg.admin {
+            let l = match tokio::net::TcpListener::bind(a.listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {} (admin): {e}", a.listen);
+                    return ExitCode::from(1);
+                }
+            };
+            let mut rx = stop_rx.clone();
+            tokio::spawn(admin::serve_admin(l, admin::Admin::new(gateway.clone(), a.token.clone()), async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }));
+        }
+        let _watcher = match reload::watch_routes_file(gateway.clone(), &file, Duration::from_millis(100)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the routes file; reload with SIGHUP");
+                None
+            }
+        };
+        let hup_gateway = gateway.clone();
+        let hup_file = file.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                let _ = hup_gateway.reload_file(&hup_file);
+            }
+        });
+        tracing::info!(listen = %cfg.listen, routes = cfg.routes.len(), "gateway started");
+        let shutdown = async move {
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            let _ = stop_tx.send(true);
+        };
+        match palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout).await {
+            Ok(0) => ExitCode::SUCCESS,
+            Ok(n) => {
+                tracing::warn!(open = n, "drain timeout passed with connections open");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

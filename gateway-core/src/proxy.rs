@@ -1,0 +1,468 @@
+//! The proxy service.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use arc_swap::ArcSwap;
+use palisade_breaker::circuit::BreakerRegistry;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+use tower::util::Oneshot;
+
+use crate::body::{BodyTooLarge, GatewayBody, RequestBody};
+use crate::config::{GatewayConfig, Limits, Protocol, RoutesError};
+use crate::filter;
+use crate::forward;
+use crate::path;
+use crate::route::{Route, Router, StatsRegistry};
+use crate::upstream::{Clients, HttpClient, Upstream, UpstreamResolver, UpstreamService};
+
+/// The outcome of the latest reload attempt.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// Version of the routes in use (0 = as started; +1 per accepted reload).
+    pub version: u64,
+    /// Reload attempts so far (accepted or refused).
+    pub attempts: u64,
+    /// The error of the latest attempt, if it was refused (the previous routes stay).
+    pub last_error: Option<String>,
+}
+
+pub(crate) struct Shared {
+    router: ArcSwap<Router>,
+    clients: Arc<Clients>,
+    limits: Limits,
+    pub(crate) stats: StatsRegistry,
+    resolver: Option<Arc<dyn UpstreamResolver>>,
+    seed: Option<AtomicU64>,
+    reload_tx: watch::Sender<ReloadStatus>,
+    breakers: BreakerRegistry,
+}
+
+/// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
+///
+/// Serve it with [`serve`](crate::serve), or call [`Gateway::connection`] for a per-connection
+/// `tower::Service` (it needs the client address for `X-Forwarded-For`).
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("routes", &self.router().routes().len()).finish()
+    }
+}
+
+/// Builds a [`Gateway`].
+pub struct GatewayBuilder {
+    config: GatewayConfig,
+    file: std::path::PathBuf,
+    resolver: Option<Arc<dyn UpstreamResolver>>,
+    seed: Option<u64>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder").field("file", &self.file).finish()
+    }
+}
+
+impl GatewayBuilder {
+    /// Resolves `lb://name` upstreams.
+    pub fn resolver(mut self, r: Arc<dyn UpstreamResolver>) -> Self {
+        self.resolver = Some(r);
+        self
+    }
+    /// Seeds the per-request randomness (weighted splits, generated ids) for repeatable tests.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Names the file the config came from (for errors).
+    pub fn file(mut self, file: impl AsRef<Path>) -> Self {
+        self.file = file.as_ref().to_owned();
+        self
+    }
+    /// Compiles the routes.
+    pub fn build(self) -> Result<Gateway, RoutesError> {
+        let stats = StatsRegistry::default();
+        let router = Router::build(&self.config, &stats, self.resolver.as_deref(), &self.file, 0)?;
+        let (reload_tx, _) = watch::channel(ReloadStatus::default());
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                router: ArcSwap::from_pointee(router),
+                clients: Clients::new(),
+                limits: self.config.limits,
+                stats,
+                resolver: self.resolver,
+                seed: self.seed.map(AtomicU64::new),
+                reload_tx,
+                breakers: BreakerRegistry::new(),
+            }),
+        })
+    }
+}
+
+impl Gateway {
+    /// Starts building a gateway from a parsed routes file.
+    pub fn builder(config: GatewayConfig) -> GatewayBuilder {
+        GatewayBuilder { config, file: "<config>".into(), resolver: None, seed: None }
+    }
+
+    /// The routes in use.
+    pub fn router(&self) -> Arc<Router> {
+        self.shared.router.load_full()
+    }
+
+    /// The shared HTTP/1.1 pool, for upstream services plugged in through
+    /// [`UpstreamResolver`].
+    pub fn http_client(&self) -> HttpClient {
+        self.shared.clients.h1.clone()
+    }
+
+    /// Swaps in new routes, compiled from `config`. On error the routes in use stay. Listener
+    /// addresses and limits are read at start only. Connections are untouched: requests in
+    /// flight finish on the routes they matched; the next request on any connection sees the
+    /// new routes.
+    pub fn reload(&self, config: &GatewayConfig, file: impl AsRef<Path>) -> Result<u64, RoutesError> {
+        let mut status = self.shared.reload_tx.borrow().clone();
+        status.attempts += 1;
+        let version = status.version + 1;
+        let result = Router::build(config, &self.shared.stats, self.shared.resolver.as_deref(), file.as_ref(), version);
+        match result {
+            Ok(router) => {
+                self.shared.router.store(Arc::new(router));
+                status.version = version;
+                status.last_error = None;
+                tracing::info!(version, routes = config.routes.len(), "routes reloaded");
+                self.shared.reload_tx.send_replace(status);
+                Ok(version)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "routes file refused; previous routes kept");
+                status.last_error = Some(e.to_string());
+                self.shared.reload_tx.send_replace(status);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads, checks and swaps in a routes file (see [`Gateway::reload`]).
+    pub fn reload_file(&self, file: impl AsRef<Path>) -> Result<u64, RoutesError> {
+        let file = file.as_ref();
+        match GatewayConfig::from_file(file) {
+            Ok(cfg) => self.reload(&cfg, file),
+            Err(e) => {
+                self.shared.reload_tx.send_modify(|s| {
+                    s.attempts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                tracing::warn!(error = %e, "routes file refused; previous routes kept");
+                Err(e)
+            }
+        }
+    }
+
+    /// Watches reload outcomes.
+    pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
+        self.shared.reload_tx.subscribe()
+    }
+
+    /// Request counts by route and status class: `(route id, [1xx, 2xx, 3xx, 4xx, 5xx], total
+    /// microseconds to response head)`.
+    pub fn route_stats(&self) -> Vec<(String, [u64; 5], u64)> {
+        self.shared
+            .stats
+            .snapshot()
+            .into_iter()
+            .map(|(id, s)| {
+                let c = std::array::from_fn(|i| s.responses(i + 1));
+                (id, c, s.duration_us.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// The circuit breakers of the routes.
+    pub fn breakers(&self) -> &BreakerRegistry {
+        &self.shared.breakers
+    }
+
+    /// The service for one client connection.
+    pub fn connection(&self, remote: SocketAddr) -> GatewayConnection {
+        GatewayConnection { shared: self.shared.clone(), remote }
+    }
+}
+
+/// The gateway as seen by one client connection: a `tower::Service` and a
+/// `hyper::service::Service`, never failing (errors become responses).
+#[derive(Clone)]
+pub struct GatewayConnection {
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+}
+
+impl std::fmt::Debug for GatewayConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConnection").field("remote", &self.remote).finish()
+    }
+}
+
+fn local(status: StatusCode, msg: &'static str) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::full(Bytes::from_static(msg.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+impl GatewayConnection {
+    fn handle(&self, req: Request<Incoming>) -> ResponseFuture {
+        let start = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let h = &parts.headers;
+
+        // Request smuggling: a body framed two ways is refused outright (RFC 9112 6.3).
+        if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
+            return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "conflicting Content-Length and Transfer-Encoding\n"));
+        }
+        let mut lengths = h.get_all(CONTENT_LENGTH).iter();
+        if let Some(first) = lengths.next() {
+            if lengths.any(|v| v != first) {
+                return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "conflicting Content-Length\n"));
+            }
+            match first.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+                None => return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad Content-Length\n")),
+                Some(n) if n > self.shared.limits.max_body_bytes => {
+                    return ResponseFuture::local(local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"));
+                }
+                Some(_) => {}
+            }
+        }
+
+        let router = self.shared.router.load();
+        let norm = match path::normalize(parts.uri.path()) {
+            Ok(p) => p,
+            Err(_) => return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n")),
+        };
+        let mut rng = match &self.shared.seed {
+            Some(s) => fastrand::Rng::with_seed(s.fetch_add(1, Ordering::Relaxed)),
+            None => fastrand::Rng::new(),
+        };
+        let seed = if router.has_weights() { rng.u64(..) } else { 0 };
+        let Some((route, caps)) = router.find(&parts, &norm, seed) else {
+            return ResponseFuture::local(local(StatusCode::NOT_FOUND, "no route\n"));
+        };
+        let route = route.clone();
+        drop(router);
+
+        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        forward::strip_hop_by_hop(&mut parts.headers);
+        forward::add_forwarded(&mut parts.headers, self.remote, "http", client_host.as_ref());
+        let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
+        forward::propagate_trace(&mut parts.headers, &mut rng);
+
+        let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
+        if let Some(mut resp) =
+            filter::apply_request(&route.request_filters, &mut parts.headers, &mut path, &norm, &caps)
+        {
+            finish_head(&route, &request_id, &mut resp);
+            route.stats.record(resp.status().as_u16(), start.elapsed());
+            return ResponseFuture::local(resp);
+        }
+
+        let query = parts.uri.query();
+        let (base, authority) = match &route.upstream {
+            Upstream::Fixed { authority, base_path } => (base_path.as_str(), Some(authority)),
+            Upstream::Service { .. } => ("", None),
+        };
+        let mut pq = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        pq.push_str(base);
+        pq.push_str(&path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        drop(path);
+        let Ok(pq) = PathAndQuery::try_from(pq) else {
+            return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n"));
+        };
+        drop(norm);
+        let mut up = http::uri::Parts::default();
+        up.path_and_query = Some(pq);
+        if let Some(a) = authority {
+            up.scheme = Some(Scheme::HTTP);
+            up.authority = Some(a.clone());
+        }
+        parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
+        if route.preserve_host {
+            if let Some(h) = client_host {
+                parts.headers.insert(HOST, h);
+            }
+        } else {
+            // The pool's client writes the upstream's authority.
+            parts.headers.remove(HOST);
+        }
+        parts.version = match route.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::H2c => Version::HTTP_2,
+        };
+        let req = Request::from_parts(parts, RequestBody::new(body, self.shared.limits.max_body_bytes));
+        let state = match &route.upstream {
+            Upstream::Fixed { .. } => {
+                let client = match route.protocol {
+                    Protocol::Http1 => &self.shared.clients.h1,
+                    Protocol::H2c => &self.shared.clients.h2c,
+                };
+                State::Client { fut: client.request(req) }
+            }
+            Upstream::Service { svc, .. } => State::Service { fut: svc.clone().oneshot(req) },
+        };
+        let sleep = route.timeout.map(tokio::time::sleep);
+        ResponseFuture {
+            state,
+            sleep,
+            finish: Some(Finish { route, request_id, start }),
+        }
+    }
+}
+
+fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<GatewayBody>) {
+    forward::strip_hop_by_hop(resp.headers_mut());
+    for f in &route.response_filters {
+        f.apply(resp.headers_mut());
+    }
+    resp.headers_mut().insert(forward::X_REQUEST_ID.clone(), request_id.clone());
+}
+
+struct Finish {
+    route: Arc<Route>,
+    request_id: HeaderValue,
+    start: Instant,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Local { resp: Option<Response<GatewayBody>> },
+        Client { #[pin] fut: hyper_util::client::legacy::ResponseFuture },
+        Service { #[pin] fut: Oneshot<UpstreamService, Request<RequestBody>> },
+    }
+}
+
+pin_project! {
+    /// The response future of [`GatewayConnection`].
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+        #[pin]
+        sleep: Option<Sleep>,
+        finish: Option<Finish>,
+    }
+}
+
+impl ResponseFuture {
+    fn local(resp: Response<GatewayBody>) -> Self {
+        ResponseFuture { state: State::Local { resp: Some(resp) }, sleep: None, finish: None }
+    }
+}
+
+fn has_cause<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<T>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<GatewayBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let polled: Poll<Result<Response<Incoming>, crate::BoxError>> = match this.state.as_mut().project() {
+            StateProj::Local { resp } => {
+                return Poll::Ready(Ok(resp.take().expect("polled after completion")));
+            }
+            StateProj::Client { fut } => fut.poll(cx).map(|r| r.map_err(Into::into)),
+            StateProj::Service { fut } => fut.poll(cx),
+        };
+        let result = match polled {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => match this.sleep.as_pin_mut() {
+                Some(sleep) => {
+                    ready!(sleep.poll(cx));
+                    None
+                }
+                None => return Poll::Pending,
+            },
+        };
+        let finish = this.finish.take().expect("polled after completion");
+        let mut resp = match result {
+            Some(Ok(r)) => r.map(GatewayBody::upstream),
+            None => local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+            Some(Err(e)) => {
+                if has_cause::<BodyTooLarge>(&*e) {
+                    local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+                } else {
+                    tracing::debug!(route = %finish.route.id, error = %e, "upstream failed");
+                    local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+                }
+            }
+        };
+        finish_head(&finish.route, &finish.request_id, &mut resp);
+        let elapsed = finish.start.elapsed();
+        finish.route.stats.record(resp.status().as_u16(), elapsed);
+        tracing::debug!(
+            target: "palisade_gateway::access",
+            route = %finish.route.id,
+            status = resp.status().as_u16(),
+            elapsed_us = elapsed.as_micros() as u64,
+            request_id = ?finish.request_id,
+        );
+        Poll::Ready(Ok(resp))
+    }
+}
+
+impl tower_service::Service<Request<Incoming>> for GatewayConnection {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The pool has no admission limit of its own; per-route limits are layers.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> ResponseFuture {
+        self.handle(req)
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for GatewayConnection {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, req: Request<Incoming>) -> ResponseFuture {
+        self.handle(req)
+    }
+}
