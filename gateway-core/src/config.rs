@@ -130,8 +130,8 @@ pub struct RouteConfig {
     /// All must hold for the route to match.
     #[serde(default)]
     pub predicates: Predicates,
-    /// Applied in order.
-    #[serde(default)]
+    /// Applied in order; each is a one-key map (`- strip_prefix: 1`).
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
 }
 
@@ -487,6 +487,10 @@ impl GatewayConfig {
                 message.truncate(i);
             }
             let key = if key == "." { String::new() } else { key };
+            // serde_yaml also prefixes its own path; keep one.
+            if let Some(rest) = message.strip_prefix(&format!("{key}: ")) {
+                message = rest.to_owned();
+            }
             RoutesError {
                 file: file.to_owned(),
                 line: loc.as_ref().map(|l| l.line()),
