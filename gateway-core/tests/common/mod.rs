@@ -47,7 +47,7 @@ fn full(b: impl Into<Bytes>) -> BoxBody {
     Full::new(b.into()).boxed_unsync()
 }
 
-async fn handle(st: Arc<BackendState>, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+async fn handle(st: Arc<BackendState>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
     st.hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     if path == "/stream-down" {
@@ -96,6 +96,7 @@ async fn handle(st: Arc<BackendState>, req: Request<Incoming>) -> Result<Respons
     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let j = serde_json::json!({
         "backend": st.name,
+        "peer": peer.to_string(),
         "method": method,
         "uri": uri,
         "version": version,
@@ -137,10 +138,10 @@ pub async fn backend(name: &str) -> Backend {
     let st = Arc::new(BackendState { name: name.to_owned(), hits: hits.clone(), release: release.clone(), first_tx, hung_tx });
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { return };
+            let Ok((s, peer)) = listener.accept().await else { return };
             let st = st.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |r| handle(st.clone(), r));
+                let svc = hyper::service::service_fn(move |r| handle(st.clone(), peer, r));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(s), svc)
                     .await;
