@@ -239,6 +239,15 @@ impl GatewayConnection {
         if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
             return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "conflicting Content-Length and Transfer-Encoding\n"));
         }
+        // Only plain `chunked` framing is forwarded: a request whose last coding is something
+        // else has no reliable end, and codings are never passed through to the upstream.
+        let mut codings = h.get_all(TRANSFER_ENCODING).iter().peekable();
+        if codings.peek().is_some() {
+            let only_chunked = codings.all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+            if !only_chunked || h.get_all(TRANSFER_ENCODING).iter().count() != 1 || parts.version == Version::HTTP_10 {
+                return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "unsupported Transfer-Encoding\n"));
+            }
+        }
         let mut lengths = h.get_all(CONTENT_LENGTH).iter();
         if let Some(first) = lengths.next() {
             if lengths.any(|v| v != first) {
