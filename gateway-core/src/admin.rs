@@ -37,7 +37,11 @@ pub struct Admin {
 impl Admin {
     /// Admin API over `gateway`, answering callers that present `Authorization: Bearer <token>`.
     pub fn new(gateway: Gateway, token: impl Into<String>) -> Self {
-        Admin { gateway, token: Arc::from(token.into()), routes_file: None }
+        Admin {
+            gateway,
+            token: Arc::from(token.into()),
+            routes_file: None,
+        }
     }
 
     /// Enables `POST /reload` from this file.
@@ -47,11 +51,17 @@ impl Admin {
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(v) = req.headers().get(AUTHORIZATION) else { return false };
-        let Some(given) = v.as_bytes().strip_prefix(b"Bearer ") else { return false };
+        let Some(v) = req.headers().get(AUTHORIZATION) else {
+            return false;
+        };
+        let Some(given) = v.as_bytes().strip_prefix(b"Bearer ") else {
+            return false;
+        };
         let want = self.token.as_bytes();
         // Constant time in the token's content.
-        given.len() == want.len() && !want.is_empty() && given.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+        given.len() == want.len()
+            && !want.is_empty()
+            && given.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
     }
 
     /// Answers one admin request.
@@ -60,8 +70,12 @@ impl Admin {
             return text(StatusCode::OK, "ok\n".into());
         }
         if !self.authorized(req) {
-            let mut r = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n".into());
-            r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            let mut r = text(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token\n".into(),
+            );
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
             return r;
         }
         match (req.method(), req.uri().path()) {
@@ -90,16 +104,31 @@ impl Admin {
                 let stats = self.gateway.route_stats();
                 for (id, classes, _) in &stats {
                     for (i, n) in classes.iter().enumerate() {
-                        let _ = writeln!(s, "palisade_gateway_requests_total{{route=\"{id}\",code=\"{}xx\"}} {n}", i + 1);
+                        let _ = writeln!(
+                            s,
+                            "palisade_gateway_requests_total{{route=\"{id}\",code=\"{}xx\"}} {n}",
+                            i + 1
+                        );
                     }
                 }
                 s.push_str("# TYPE palisade_gateway_request_duration_seconds_sum counter\n");
                 for (id, _, us) in &stats {
-                    let _ = writeln!(s, "palisade_gateway_request_duration_seconds_sum{{route=\"{id}\"}} {}", *us as f64 / 1e6);
+                    let _ = writeln!(
+                        s,
+                        "palisade_gateway_request_duration_seconds_sum{{route=\"{id}\"}} {}",
+                        *us as f64 / 1e6
+                    );
                 }
-                let _ = writeln!(s, "# TYPE palisade_gateway_routes_version gauge\npalisade_gateway_routes_version {}", self.gateway.router().version());
+                let _ = writeln!(
+                    s,
+                    "# TYPE palisade_gateway_routes_version gauge\npalisade_gateway_routes_version {}",
+                    self.gateway.router().version()
+                );
                 let mut r = text(StatusCode::OK, s);
-                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
                 r
             }
             (&Method::POST, "/reload") => match &self.routes_file {
@@ -117,14 +146,16 @@ impl Admin {
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -146,7 +177,11 @@ pub async fn serve_admin(listener: TcpListener, admin: Admin, shutdown: impl Fut
             let r = admin.handle(&req);
             async move { Ok::<_, Infallible>(r) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
+        let conn = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned(),
+        );
         tokio::spawn(async move {
             let _ = conn.await;
         });

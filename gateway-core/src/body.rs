@@ -32,15 +32,23 @@ impl GatewayBody {
     /// A body of fixed bytes.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data: Bytes = data.into();
-        GatewayBody { inner: Inner::Full { data: (!data.is_empty()).then_some(data) } }
+        GatewayBody {
+            inner: Inner::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
     }
     /// An empty body.
     pub fn empty() -> Self {
-        GatewayBody { inner: Inner::Full { data: None } }
+        GatewayBody {
+            inner: Inner::Full { data: None },
+        }
     }
     /// The upstream's body, streamed through.
     pub fn upstream(body: Incoming) -> Self {
-        GatewayBody { inner: Inner::Upstream { body } }
+        GatewayBody {
+            inner: Inner::Upstream { body },
+        }
     }
 }
 
@@ -48,7 +56,9 @@ impl fmt::Debug for GatewayBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
             Inner::Upstream { .. } => f.write_str("GatewayBody::Upstream"),
-            Inner::Full { data } => write!(f, "GatewayBody::Full({:?})", data.as_ref().map(|d| d.len())),
+            Inner::Full { data } => {
+                write!(f, "GatewayBody::Full({:?})", data.as_ref().map(|d| d.len()))
+            }
         }
     }
 }
@@ -77,7 +87,9 @@ impl Body for GatewayBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream { body } => body.size_hint(),
-            Inner::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Inner::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }
@@ -106,13 +118,18 @@ pin_project! {
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: u64) -> Self {
-        RequestBody { inner, remaining: limit }
+        RequestBody {
+            inner,
+            remaining: limit,
+        }
     }
 }
 
 impl fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestBody").field("remaining", &self.remaining).finish()
+        f.debug_struct("RequestBody")
+            .field("remaining", &self.remaining)
+            .finish()
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
 
 use crate::path::PathPattern;
 
@@ -376,7 +376,10 @@ pub enum UpstreamUrl {
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UpstreamUrl::Fixed { authority, base_path } => write!(f, "http://{authority}{base_path}"),
+            UpstreamUrl::Fixed {
+                authority,
+                base_path,
+            } => write!(f, "http://{authority}{base_path}"),
             UpstreamUrl::Service(n) => write!(f, "lb://{n}"),
         }
     }
@@ -386,18 +389,30 @@ impl UpstreamUrl {
     /// Parses `http://host:port[/base]` or `lb://name`.
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("lb://") {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
                 return Err(format!("bad service name in `{s}`"));
             }
             return Ok(UpstreamUrl::Service(name.to_owned()));
         }
-        let uri: http::Uri = s.parse().map_err(|e| format!("invalid upstream URL `{s}`: {e}"))?;
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|e| format!("invalid upstream URL `{s}`: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => {
-                return Err(format!("unsupported upstream scheme `{other}` in `{s}` (use http:// or lb://)"));
+                return Err(format!(
+                    "unsupported upstream scheme `{other}` in `{s}` (use http:// or lb://)"
+                ));
             }
-            None => return Err(format!("upstream URL `{s}` has no scheme (use http:// or lb://)")),
+            None => {
+                return Err(format!(
+                    "upstream URL `{s}` has no scheme (use http:// or lb://)"
+                ));
+            }
         }
         let authority = uri
             .authority()
@@ -407,7 +422,10 @@ impl UpstreamUrl {
             return Err(format!("upstream URL `{s}` must not have a query"));
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(UpstreamUrl::Fixed { authority, base_path })
+        Ok(UpstreamUrl::Fixed {
+            authority,
+            base_path,
+        })
     }
 }
 
@@ -430,7 +448,13 @@ pub struct RoutesError {
 
 impl RoutesError {
     pub(crate) fn new(file: &Path, line: Option<usize>, key: String, message: String) -> Self {
-        RoutesError { file: file.to_owned(), line, column: None, key, message }
+        RoutesError {
+            file: file.to_owned(),
+            line,
+            column: None,
+            key,
+            message,
+        }
     }
     /// The file.
     pub fn file(&self) -> &Path {
@@ -488,13 +512,21 @@ impl GatewayConfig {
             }
             let key = if key == "." { String::new() } else { key };
             // serde_yaml also prefixes its own path; keep one.
-            if let Some(rest) = message.strip_prefix(&format!("{key}: ")) {
-                message = rest.to_owned();
+            if let Some((p, rest)) = message.split_once(": ") {
+                if !p.contains(' ') && key.starts_with(p) {
+                    message = rest.to_owned();
+                }
             }
+            // serde_yaml places errors raised by a value's own checks at the start of the
+            // enclosing mapping; move them to the line of the key itself.
+            let (line, column) = match &loc {
+                Some(l) => refine(text, l.line(), l.column(), &key),
+                None => (None, None),
+            };
             RoutesError {
                 file: file.to_owned(),
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
+                line,
+                column,
                 key,
                 message,
             }
@@ -517,7 +549,12 @@ impl GatewayConfig {
         for (i, r) in self.routes.iter().enumerate() {
             let line = line_of_route(text, &r.id);
             if r.id.is_empty() {
-                return Err(RoutesError::new(file, line, format!("routes[{i}].id"), "empty id".into()));
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].id"),
+                    "empty id".into(),
+                ));
             }
             if self.routes[..i].iter().any(|o| o.id == r.id) {
                 return Err(RoutesError::new(
@@ -529,9 +566,16 @@ impl GatewayConfig {
             }
             for (j, f) in r.filters.iter().enumerate() {
                 if let FilterConfig::SetPath(t) = f {
-                    crate::filter::PathTemplate::parse(t, r.predicates.path.as_ref()).map_err(|m| {
-                        RoutesError::new(file, line, format!("routes[{i}].filters[{j}].set_path"), m)
-                    })?;
+                    crate::filter::PathTemplate::parse(t, r.predicates.path.as_ref()).map_err(
+                        |m| {
+                            RoutesError::new(
+                                file,
+                                line,
+                                format!("routes[{i}].filters[{j}].set_path"),
+                                m,
+                            )
+                        },
+                    )?;
                 }
                 if let FilterConfig::Redirect(rd) = f {
                     if !rd.status.0.is_redirection() {
@@ -559,13 +603,40 @@ impl GatewayConfig {
     }
 }
 
+/// Finds the line of the last key of `path` inside the mapping that starts at `line`/`column`.
+fn refine(text: &str, line: usize, column: usize, path: &str) -> (Option<usize>, Option<usize>) {
+    let last = path.rsplit('.').next().unwrap_or("");
+    let last = last.split('[').next().unwrap_or("");
+    if last.is_empty() {
+        return (Some(line), Some(column));
+    }
+    let needle = format!("{last}:");
+    for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
+        let indent = l.len() - l.trim_start().len();
+        if i + 1 > line && !l.trim().is_empty() && indent + 1 < column {
+            break; // left the mapping
+        }
+        let mut from = 0;
+        while let Some(pos) = l[from..].find(&needle) {
+            let at = from + pos;
+            let before = l[..at].chars().next_back();
+            if before.is_none_or(|c| c == ' ' || c == '{' || c == ',' || c == '-') {
+                return (Some(i + 1), Some(at + 1));
+            }
+            from = at + needle.len();
+        }
+    }
+    (Some(line), Some(column))
+}
+
 /// The line of `id: <id>` for a route (for errors found after parsing).
 fn line_of_route(text: &str, id: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let t = l.trim_start().trim_start_matches("- ").trim_start();
-        t.strip_prefix("id:")
-            .map(|v| v.trim().trim_matches(['"', '\'']) == id)
-            .unwrap_or(false)
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ").trim_start();
+            t.strip_prefix("id:")
+                .map(|v| v.trim().trim_matches(['"', '\'']) == id)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
 }

@@ -136,19 +136,25 @@ pub(crate) fn compile(
     let mut resp = Vec::new();
     for f in filters {
         match f {
-            FilterConfig::AddRequestHeader(p) => {
-                req.push(RequestFilter::AddHeader(p.name.0.clone(), p.value.0.clone()))
+            FilterConfig::AddRequestHeader(p) => req.push(RequestFilter::AddHeader(
+                p.name.0.clone(),
+                p.value.0.clone(),
+            )),
+            FilterConfig::SetRequestHeader(p) => req.push(RequestFilter::SetHeader(
+                p.name.0.clone(),
+                p.value.0.clone(),
+            )),
+            FilterConfig::RemoveRequestHeader(n) => {
+                req.push(RequestFilter::RemoveHeader(n.0.clone()))
             }
-            FilterConfig::SetRequestHeader(p) => {
-                req.push(RequestFilter::SetHeader(p.name.0.clone(), p.value.0.clone()))
-            }
-            FilterConfig::RemoveRequestHeader(n) => req.push(RequestFilter::RemoveHeader(n.0.clone())),
-            FilterConfig::AddResponseHeader(p) => {
-                resp.push(ResponseFilter::AddHeader(p.name.0.clone(), p.value.0.clone()))
-            }
-            FilterConfig::SetResponseHeader(p) => {
-                resp.push(ResponseFilter::SetHeader(p.name.0.clone(), p.value.0.clone()))
-            }
+            FilterConfig::AddResponseHeader(p) => resp.push(ResponseFilter::AddHeader(
+                p.name.0.clone(),
+                p.value.0.clone(),
+            )),
+            FilterConfig::SetResponseHeader(p) => resp.push(ResponseFilter::SetHeader(
+                p.name.0.clone(),
+                p.value.0.clone(),
+            )),
             FilterConfig::RemoveResponseHeader(n) => {
                 resp.push(ResponseFilter::RemoveHeader(n.0.clone()))
             }
@@ -157,12 +163,17 @@ pub(crate) fn compile(
                 if !p.starts_with('/') {
                     return Err(format!("prefix_path `{p}` must start with `/`"));
                 }
-                req.push(RequestFilter::PrefixPath(p.trim_end_matches('/').to_owned()))
+                req.push(RequestFilter::PrefixPath(
+                    p.trim_end_matches('/').to_owned(),
+                ))
             }
-            FilterConfig::RewritePath(r) => {
-                req.push(RequestFilter::RewritePath(r.regex.0.clone(), r.replacement.clone()))
+            FilterConfig::RewritePath(r) => req.push(RequestFilter::RewritePath(
+                r.regex.0.clone(),
+                r.replacement.clone(),
+            )),
+            FilterConfig::SetPath(t) => {
+                req.push(RequestFilter::SetPath(PathTemplate::parse(t, pattern)?))
             }
-            FilterConfig::SetPath(t) => req.push(RequestFilter::SetPath(PathTemplate::parse(t, pattern)?)),
             FilterConfig::Redirect(r) => req.push(RequestFilter::Respond(FixedAnswer {
                 status: r.status.0,
                 body: Bytes::new(),
@@ -171,7 +182,11 @@ pub(crate) fn compile(
             FilterConfig::FixedResponse(f) => req.push(RequestFilter::Respond(FixedAnswer {
                 status: f.status.0,
                 body: Bytes::from(f.body.clone()),
-                headers: f.headers.iter().map(|h| (h.name.0.clone(), h.value.0.clone())).collect(),
+                headers: f
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.0.clone(), h.value.0.clone()))
+                    .collect(),
             })),
         }
     }
@@ -212,7 +227,11 @@ pub(crate) fn apply_request<'p>(
                     stripped += 1;
                 }
                 let rest = &p[idx..];
-                *path = Cow::Owned(if rest.is_empty() { "/".to_owned() } else { rest.to_owned() });
+                *path = Cow::Owned(if rest.is_empty() {
+                    "/".to_owned()
+                } else {
+                    rest.to_owned()
+                });
             }
             RequestFilter::PrefixPath(pre) => {
                 let mut s = String::with_capacity(pre.len() + path.len());
@@ -222,7 +241,11 @@ pub(crate) fn apply_request<'p>(
             }
             RequestFilter::RewritePath(re, rep) => {
                 if let Cow::Owned(s) = re.replace(path, rep.as_str()) {
-                    *path = Cow::Owned(if s.starts_with('/') { s } else { format!("/{s}") });
+                    *path = Cow::Owned(if s.starts_with('/') {
+                        s
+                    } else {
+                        format!("/{s}")
+                    });
                 }
             }
             RequestFilter::SetPath(t) => *path = Cow::Owned(t.render(matched, caps)),
@@ -245,7 +268,10 @@ mod tests {
 
     #[test]
     fn strip_prefix() {
-        assert_eq!(run(&[RequestFilter::StripPrefix(1)], "/api/users/1"), "/users/1");
+        assert_eq!(
+            run(&[RequestFilter::StripPrefix(1)], "/api/users/1"),
+            "/users/1"
+        );
         assert_eq!(run(&[RequestFilter::StripPrefix(2)], "/api/users/1"), "/1");
         assert_eq!(run(&[RequestFilter::StripPrefix(3)], "/api/users/1"), "/");
         assert_eq!(run(&[RequestFilter::StripPrefix(1)], "/api"), "/");

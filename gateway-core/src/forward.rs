@@ -54,7 +54,12 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (the latter only if absent).
-pub fn add_forwarded(h: &mut HeaderMap, client: SocketAddr, proto: &'static str, host: Option<&HeaderValue>) {
+pub fn add_forwarded(
+    h: &mut HeaderMap,
+    client: SocketAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
     let ip = client.ip();
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
@@ -69,7 +74,11 @@ pub fn add_forwarded(h: &mut HeaderMap, client: SocketAddr, proto: &'static str,
             h.insert(X_FORWARDED_HOST.clone(), host.clone());
         }
     }
-    let node = if ip.is_ipv6() { format!("\"[{ip}]\"") } else { ip.to_string() };
+    let node = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
     let mut fwd = format!("for={node};proto={proto}");
     if let Some(host) = host.and_then(|v| v.to_str().ok()) {
         // Quoted-string: a host may hold ':'; refuse any quote or backslash rather than escape.
@@ -93,7 +102,9 @@ fn hex_into(out: &mut [u8], mut v: u128, digits: usize) {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Keeps a sane incoming request id, or makes one (32 hex digits). Returns it for the response.
@@ -160,7 +171,11 @@ pub fn propagate_trace(h: &mut HeaderMap, rng: &mut fastrand::Rng) {
     let (trace_id, parent, sampled) = trace.unwrap_or_else(|| {
         let mut t = [0u8; 32];
         hex_into(&mut t, rng.u128(1..), 32);
-        (String::from_utf8_lossy(&t).into_owned(), String::new(), true)
+        (
+            String::from_utf8_lossy(&t).into_owned(),
+            String::new(),
+            true,
+        )
     });
     let flags = if sampled { "01" } else { "00" };
     if let Ok(v) = HeaderValue::try_from(format!("00-{trace_id}-{span}-{flags}")) {
@@ -214,13 +229,21 @@ mod tests {
         assert_eq!(h["x-b3-traceid"], "000000000000000080f198ee56343ba8");
         assert_eq!(h["x-b3-parentspanid"], "e457b5a2e4d86bd1");
         assert_ne!(h["x-b3-spanid"], "e457b5a2e4d86bd1");
-        assert!(h["traceparent"].to_str().unwrap().contains("80f198ee56343ba8"));
+        assert!(
+            h["traceparent"]
+                .to_str()
+                .unwrap()
+                .contains("80f198ee56343ba8")
+        );
     }
 
     #[test]
     fn rejects_bad_traceparent_and_starts_new() {
         let mut h = HeaderMap::new();
-        h.insert("traceparent", HeaderValue::from_static("00-xyz-00f067aa0ba902b7-01"));
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-xyz-00f067aa0ba902b7-01"),
+        );
         propagate_trace(&mut h, &mut fastrand::Rng::with_seed(1));
         let tp = h["traceparent"].to_str().unwrap();
         assert_eq!(tp.len(), 55);

@@ -27,8 +27,8 @@ pub mod filter;
 pub mod forward;
 pub mod path;
 mod proxy;
-pub mod route;
 pub mod reload;
+pub mod route;
 mod server;
 pub mod upstream;
 

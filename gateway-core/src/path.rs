@@ -49,7 +49,8 @@ fn is_unreserved(b: u8) -> bool {
 
 fn needs_work(p: &[u8]) -> bool {
     let contains = |needle: &[u8]| p.windows(needle.len()).any(|w| w == needle);
-    p.iter().any(|&b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
+    p.iter()
+        .any(|&b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
         || contains(b"//")
         || contains(b"/./")
         || contains(b"/../")
@@ -226,7 +227,9 @@ impl PathPattern {
                     return Err(format!("capture `{name}` appears twice in `{source}`"));
                 }
                 if catch_all && i + 1 != n {
-                    return Err(format!("`{{*{name}}}` must be the last segment of `{source}`"));
+                    return Err(format!(
+                        "`{{*{name}}}` must be the last segment of `{source}`"
+                    ));
                 }
                 names.push(name);
                 segments.push(if catch_all {
@@ -235,15 +238,22 @@ impl PathPattern {
                     Segment::Capture(name.to_owned())
                 });
             } else if part.contains(['{', '}']) {
-                return Err(format!("segment `{part}` of `{source}` mixes text and a capture"));
+                return Err(format!(
+                    "segment `{part}` of `{source}` mixes text and a capture"
+                ));
             } else {
                 segments.push(Segment::Literal(part.to_owned()));
             }
         }
         if names.len() > MAX_CAPTURES {
-            return Err(format!("pattern `{source}` has more than {MAX_CAPTURES} captures"));
+            return Err(format!(
+                "pattern `{source}` has more than {MAX_CAPTURES} captures"
+            ));
         }
-        Ok(PathPattern { source: source.to_owned(), segments })
+        Ok(PathPattern {
+            source: source.to_owned(),
+            segments,
+        })
     }
 
     /// The pattern as written.
@@ -322,7 +332,10 @@ mod tests {
         assert_eq!(normalize("/a%20b").unwrap(), "/a%20b");
         assert_eq!(normalize("/a%c3%a9").unwrap(), "/a%C3%A9");
         assert_eq!(normalize("/..").unwrap_err(), PathError::EscapesRoot);
-        assert_eq!(normalize("/a/%2e%2e/%2e%2e").unwrap_err(), PathError::EscapesRoot);
+        assert_eq!(
+            normalize("/a/%2e%2e/%2e%2e").unwrap_err(),
+            PathError::EscapesRoot
+        );
         assert_eq!(normalize("/a%5cb").unwrap_err(), PathError::AmbiguousByte);
         assert_eq!(normalize("/a\\b").unwrap_err(), PathError::AmbiguousByte);
         assert_eq!(normalize("/a%00").unwrap_err(), PathError::AmbiguousByte);

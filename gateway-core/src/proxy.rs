@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use arc_swap::ArcSwap;
-use palisade_breaker::circuit::BreakerRegistry;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use palisade_breaker::circuit::BreakerRegistry;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -64,7 +64,9 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("routes", &self.router().routes().len()).finish()
+        f.debug_struct("Gateway")
+            .field("routes", &self.router().routes().len())
+            .finish()
     }
 }
 
@@ -78,7 +80,9 @@ pub struct GatewayBuilder {
 
 impl std::fmt::Debug for GatewayBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayBuilder").field("file", &self.file).finish()
+        f.debug_struct("GatewayBuilder")
+            .field("file", &self.file)
+            .finish()
     }
 }
 
@@ -101,7 +105,13 @@ impl GatewayBuilder {
     /// Compiles the routes.
     pub fn build(self) -> Result<Gateway, RoutesError> {
         let stats = StatsRegistry::default();
-        let router = Router::build(&self.config, &stats, self.resolver.as_deref(), &self.file, 0)?;
+        let router = Router::build(
+            &self.config,
+            &stats,
+            self.resolver.as_deref(),
+            &self.file,
+            0,
+        )?;
         let (reload_tx, _) = watch::channel(ReloadStatus::default());
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -121,7 +131,12 @@ impl GatewayBuilder {
 impl Gateway {
     /// Starts building a gateway from a parsed routes file.
     pub fn builder(config: GatewayConfig) -> GatewayBuilder {
-        GatewayBuilder { config, file: "<config>".into(), resolver: None, seed: None }
+        GatewayBuilder {
+            config,
+            file: "<config>".into(),
+            resolver: None,
+            seed: None,
+        }
     }
 
     /// The routes in use.
@@ -139,11 +154,21 @@ impl Gateway {
     /// addresses and limits are read at start only. Connections are untouched: requests in
     /// flight finish on the routes they matched; the next request on any connection sees the
     /// new routes.
-    pub fn reload(&self, config: &GatewayConfig, file: impl AsRef<Path>) -> Result<u64, RoutesError> {
+    pub fn reload(
+        &self,
+        config: &GatewayConfig,
+        file: impl AsRef<Path>,
+    ) -> Result<u64, RoutesError> {
         let mut status = self.shared.reload_tx.borrow().clone();
         status.attempts += 1;
         let version = status.version + 1;
-        let result = Router::build(config, &self.shared.stats, self.shared.resolver.as_deref(), file.as_ref(), version);
+        let result = Router::build(
+            config,
+            &self.shared.stats,
+            self.shared.resolver.as_deref(),
+            file.as_ref(),
+            version,
+        );
         match result {
             Ok(router) => {
                 self.shared.router.store(Arc::new(router));
@@ -204,7 +229,10 @@ impl Gateway {
 
     /// The service for one client connection.
     pub fn connection(&self, remote: SocketAddr) -> GatewayConnection {
-        GatewayConnection { shared: self.shared.clone(), remote }
+        GatewayConnection {
+            shared: self.shared.clone(),
+            remote,
+        }
     }
 }
 
@@ -218,14 +246,19 @@ pub struct GatewayConnection {
 
 impl std::fmt::Debug for GatewayConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayConnection").field("remote", &self.remote).finish()
+        f.debug_struct("GatewayConnection")
+            .field("remote", &self.remote)
+            .finish()
     }
 }
 
 fn local(status: StatusCode, msg: &'static str) -> Response<GatewayBody> {
     let mut r = Response::new(GatewayBody::full(Bytes::from_static(msg.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
@@ -237,26 +270,46 @@ impl GatewayConnection {
 
         // Request smuggling: a body framed two ways is refused outright (RFC 9112 6.3).
         if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
-            return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "conflicting Content-Length and Transfer-Encoding\n"));
+            return ResponseFuture::local(local(
+                StatusCode::BAD_REQUEST,
+                "conflicting Content-Length and Transfer-Encoding\n",
+            ));
         }
         // Only plain `chunked` framing is forwarded: a request whose last coding is something
         // else has no reliable end, and codings are never passed through to the upstream.
         let mut codings = h.get_all(TRANSFER_ENCODING).iter().peekable();
         if codings.peek().is_some() {
             let only_chunked = codings.all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-            if !only_chunked || h.get_all(TRANSFER_ENCODING).iter().count() != 1 || parts.version == Version::HTTP_10 {
-                return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "unsupported Transfer-Encoding\n"));
+            if !only_chunked
+                || h.get_all(TRANSFER_ENCODING).iter().count() != 1
+                || parts.version == Version::HTTP_10
+            {
+                return ResponseFuture::local(local(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported Transfer-Encoding\n",
+                ));
             }
         }
         let mut lengths = h.get_all(CONTENT_LENGTH).iter();
         if let Some(first) = lengths.next() {
             if lengths.any(|v| v != first) {
-                return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "conflicting Content-Length\n"));
+                return ResponseFuture::local(local(
+                    StatusCode::BAD_REQUEST,
+                    "conflicting Content-Length\n",
+                ));
             }
             match first.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
-                None => return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad Content-Length\n")),
+                None => {
+                    return ResponseFuture::local(local(
+                        StatusCode::BAD_REQUEST,
+                        "bad Content-Length\n",
+                    ));
+                }
                 Some(n) if n > self.shared.limits.max_body_bytes => {
-                    return ResponseFuture::local(local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"));
+                    return ResponseFuture::local(local(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large\n",
+                    ));
                 }
                 Some(_) => {}
             }
@@ -265,7 +318,9 @@ impl GatewayConnection {
         let router = self.shared.router.load();
         let norm = match path::normalize(parts.uri.path()) {
             Ok(p) => p,
-            Err(_) => return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n")),
+            Err(_) => {
+                return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n"));
+            }
         };
         let mut rng = match &self.shared.seed {
             Some(s) => fastrand::Rng::with_seed(s.fetch_add(1, Ordering::Relaxed)),
@@ -279,17 +334,29 @@ impl GatewayConnection {
         drop(router);
 
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         forward::strip_hop_by_hop(&mut parts.headers);
-        forward::add_forwarded(&mut parts.headers, self.remote, "http", client_host.as_ref());
+        forward::add_forwarded(
+            &mut parts.headers,
+            self.remote,
+            "http",
+            client_host.as_ref(),
+        );
         let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
         forward::propagate_trace(&mut parts.headers, &mut rng);
 
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
-        if let Some(mut resp) =
-            filter::apply_request(&route.request_filters, &mut parts.headers, &mut path, &norm, &caps)
-        {
+        if let Some(mut resp) = filter::apply_request(
+            &route.request_filters,
+            &mut parts.headers,
+            &mut path,
+            &norm,
+            &caps,
+        ) {
             finish_head(&route, &request_id, &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
@@ -297,10 +364,14 @@ impl GatewayConnection {
 
         let query = parts.uri.query();
         let (base, authority) = match &route.upstream {
-            Upstream::Fixed { authority, base_path } => (base_path.as_str(), Some(authority)),
+            Upstream::Fixed {
+                authority,
+                base_path,
+            } => (base_path.as_str(), Some(authority)),
             Upstream::Service { .. } => ("", None),
         };
-        let mut pq = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        let mut pq =
+            String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
         pq.push_str(base);
         pq.push_str(&path);
         if let Some(q) = query {
@@ -331,22 +402,33 @@ impl GatewayConnection {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::H2c => Version::HTTP_2,
         };
-        let req = Request::from_parts(parts, RequestBody::new(body, self.shared.limits.max_body_bytes));
+        let req = Request::from_parts(
+            parts,
+            RequestBody::new(body, self.shared.limits.max_body_bytes),
+        );
         let state = match &route.upstream {
             Upstream::Fixed { .. } => {
                 let client = match route.protocol {
                     Protocol::Http1 => &self.shared.clients.h1,
                     Protocol::H2c => &self.shared.clients.h2c,
                 };
-                State::Client { fut: client.request(req) }
+                State::Client {
+                    fut: client.request(req),
+                }
             }
-            Upstream::Service { svc, .. } => State::Service { fut: svc.clone().oneshot(req) },
+            Upstream::Service { svc, .. } => State::Service {
+                fut: svc.clone().oneshot(req),
+            },
         };
         let sleep = route.timeout.map(tokio::time::sleep);
         ResponseFuture {
             state,
             sleep,
-            finish: Some(Finish { route, request_id, start }),
+            finish: Some(Finish {
+                route,
+                request_id,
+                start,
+            }),
         }
     }
 }
@@ -356,7 +438,8 @@ fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<Gate
     for f in &route.response_filters {
         f.apply(resp.headers_mut());
     }
-    resp.headers_mut().insert(forward::X_REQUEST_ID.clone(), request_id.clone());
+    resp.headers_mut()
+        .insert(forward::X_REQUEST_ID.clone(), request_id.clone());
 }
 
 struct Finish {
@@ -387,7 +470,11 @@ pin_project! {
 
 impl ResponseFuture {
     fn local(resp: Response<GatewayBody>) -> Self {
-        ResponseFuture { state: State::Local { resp: Some(resp) }, sleep: None, finish: None }
+        ResponseFuture {
+            state: State::Local { resp: Some(resp) },
+            sleep: None,
+            finish: None,
+        }
     }
 }
 
@@ -407,13 +494,14 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let polled: Poll<Result<Response<Incoming>, crate::BoxError>> = match this.state.as_mut().project() {
-            StateProj::Local { resp } => {
-                return Poll::Ready(Ok(resp.take().expect("polled after completion")));
-            }
-            StateProj::Client { fut } => fut.poll(cx).map(|r| r.map_err(Into::into)),
-            StateProj::Service { fut } => fut.poll(cx),
-        };
+        let polled: Poll<Result<Response<Incoming>, crate::BoxError>> =
+            match this.state.as_mut().project() {
+                StateProj::Local { resp } => {
+                    return Poll::Ready(Ok(resp.take().expect("polled after completion")));
+                }
+                StateProj::Client { fut } => fut.poll(cx).map(|r| r.map_err(Into::into)),
+                StateProj::Service { fut } => fut.poll(cx),
+            };
         let result = match polled {
             Poll::Ready(r) => Some(r),
             Poll::Pending => match this.sleep.as_pin_mut() {

@@ -36,7 +36,10 @@ pub fn watch_routes_file(
     debounce: Duration,
 ) -> Result<RoutesWatcher, notify::Error> {
     let file = std::path::absolute(file.as_ref()).map_err(notify::Error::io)?;
-    let dir = file.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let dir = file
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
     let name = file.file_name().map(|n| n.to_owned());
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -60,5 +63,8 @@ pub fn watch_routes_file(
             let _ = gateway.reload_file(&file);
         }
     });
-    Ok(RoutesWatcher { _watcher: watcher, task })
+    Ok(RoutesWatcher {
+        _watcher: watcher,
+        task,
+    })
 }

@@ -26,8 +26,10 @@ impl RouteStats {
     pub(crate) fn record(&self, status: u16, elapsed: Duration) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
-        self.duration_us
-            .fetch_add(elapsed.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.duration_us.fetch_add(
+            elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
     /// Responses with a status in `class` (1 to 5).
     pub fn responses(&self, class: usize) -> u64 {
@@ -96,7 +98,10 @@ impl Route {
 fn value_ok(m: &ValueMatch, v: &str) -> bool {
     match &m.regex {
         None => true,
-        Some(re) => re.0.find(v).is_some_and(|f| f.start() == 0 && f.end() == v.len()),
+        Some(re) => {
+            re.0.find(v)
+                .is_some_and(|f| f.start() == 0 && f.end() == v.len())
+        }
     }
 }
 
@@ -122,12 +127,17 @@ fn query_ok(query: Option<&str>, m: &ValueMatch) -> bool {
 }
 
 fn cookie_ok(parts: &Parts, m: &ValueMatch) -> bool {
-    parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|line| {
-        line.split(';').any(|c| {
-            let (k, v) = c.trim().split_once('=').unwrap_or((c.trim(), ""));
-            k == m.name && value_ok(m, v)
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|line| {
+            line.split(';').any(|c| {
+                let (k, v) = c.trim().split_once('=').unwrap_or((c.trim(), ""));
+                k == m.name && value_ok(m, v)
+            })
         })
-    })
 }
 
 impl Matchers {
@@ -189,7 +199,9 @@ pub(crate) struct WeightDraw<'a> {
 impl WeightDraw<'_> {
     fn draw(&self, group: usize) -> u32 {
         // splitmix64 of (seed, group): independent-looking values per group.
-        let mut z = self.seed.wrapping_add((group as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut z = self
+            .seed
+            .wrapping_add((group as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -216,10 +228,14 @@ impl Router {
         let mut groups: Vec<(String, u32)> = Vec::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
         for (i, rc) in cfg.routes.iter().enumerate() {
-            let err = |key: &str, m: String| RoutesError::new(file, None, format!("routes[{i}].{key}"), m);
+            let err = |key: &str, m: String| {
+                RoutesError::new(file, None, format!("routes[{i}].{key}"), m)
+            };
             let (request_filters, response_filters) =
-                filter::compile(&rc.filters, rc.predicates.path.as_ref()).map_err(|m| err("filters", m))?;
-            let upstream = Upstream::from_url(&rc.upstream, resolver).map_err(|m| err("upstream", m))?;
+                filter::compile(&rc.filters, rc.predicates.path.as_ref())
+                    .map_err(|m| err("filters", m))?;
+            let upstream =
+                Upstream::from_url(&rc.upstream, resolver).map_err(|m| err("upstream", m))?;
             let weight = match &rc.predicates.weight {
                 None => None,
                 Some(w) => {
@@ -261,13 +277,25 @@ impl Router {
                 source: rc.clone(),
             }));
         }
-        Ok(Router { routes, weight_totals: groups.into_iter().map(|(_, t)| t).collect(), version })
+        Ok(Router {
+            routes,
+            weight_totals: groups.into_iter().map(|(_, t)| t).collect(),
+            version,
+        })
     }
 
     /// The first route whose predicates hold, with its path captures. `seed` drives weighted
     /// splits.
-    pub(crate) fn find(&self, parts: &Parts, path: &str, seed: u64) -> Option<(&Arc<Route>, Captures)> {
-        let draws = WeightDraw { seed, totals: &self.weight_totals };
+    pub(crate) fn find(
+        &self,
+        parts: &Parts,
+        path: &str,
+        seed: u64,
+    ) -> Option<(&Arc<Route>, Captures)> {
+        let draws = WeightDraw {
+            seed,
+            totals: &self.weight_totals,
+        };
         self.routes
             .iter()
             .find_map(|r| r.matchers.matches(parts, path, &draws).map(|c| (r, c)))

@@ -51,7 +51,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let svc = gateway.connection(remote);
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -34,7 +34,10 @@ pub trait UpstreamResolver: Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) enum Upstream {
     /// A fixed `http://authority/base`.
-    Fixed { authority: Authority, base_path: String },
+    Fixed {
+        authority: Authority,
+        base_path: String,
+    },
     /// A named service.
     Service { name: String, svc: UpstreamService },
 }
@@ -42,18 +45,28 @@ pub(crate) enum Upstream {
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Upstream::Fixed { authority, base_path } => write!(f, "http://{authority}{base_path}"),
+            Upstream::Fixed {
+                authority,
+                base_path,
+            } => write!(f, "http://{authority}{base_path}"),
             Upstream::Service { name, .. } => write!(f, "lb://{name}"),
         }
     }
 }
 
 impl Upstream {
-    pub(crate) fn from_url(url: &UpstreamUrl, resolver: Option<&dyn UpstreamResolver>) -> Result<Self, String> {
+    pub(crate) fn from_url(
+        url: &UpstreamUrl,
+        resolver: Option<&dyn UpstreamResolver>,
+    ) -> Result<Self, String> {
         match url {
-            UpstreamUrl::Fixed { authority, base_path } => {
-                Ok(Upstream::Fixed { authority: authority.clone(), base_path: base_path.clone() })
-            }
+            UpstreamUrl::Fixed {
+                authority,
+                base_path,
+            } => Ok(Upstream::Fixed {
+                authority: authority.clone(),
+                base_path: base_path.clone(),
+            }),
             UpstreamUrl::Service(name) => {
                 let resolver = resolver.ok_or_else(|| {
                     format!("`lb://{name}` needs a service resolver (registry + balancer), and none is configured")
@@ -61,7 +74,10 @@ impl Upstream {
                 let svc = resolver
                     .resolve(name)
                     .ok_or_else(|| format!("unknown service `{name}`"))?;
-                Ok(Upstream::Service { name: name.clone(), svc })
+                Ok(Upstream::Service {
+                    name: name.clone(),
+                    svc,
+                })
             }
         }
     }
@@ -84,7 +100,8 @@ impl Clients {
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_secs(5)));
         let mut b = Client::builder(TokioExecutor::new());
-        b.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(90));
+        b.pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90));
         let h1 = b.build(conn.clone());
         let mut b2 = Client::builder(TokioExecutor::new());
         b2.pool_timer(TokioTimer::new())

@@ -32,17 +32,44 @@ async fn forwarded_headers_and_request_id() {
             .unwrap(),
     )
     .await;
-    assert_eq!(r.seen("x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(
+        r.seen("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
     assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(r.seen("x-forwarded-host").as_deref(), Some("front.example:8443"));
-    assert_eq!(r.seen("forwarded").as_deref(), Some("for=127.0.0.1;proto=http;host=\"front.example:8443\""));
-    assert_eq!(r.seen("host"), Some(b.addr.to_string()), "upstream authority by default");
+    assert_eq!(
+        r.seen("x-forwarded-host").as_deref(),
+        Some("front.example:8443")
+    );
+    assert_eq!(
+        r.seen("forwarded").as_deref(),
+        Some("for=127.0.0.1;proto=http;host=\"front.example:8443\"")
+    );
+    assert_eq!(
+        r.seen("host"),
+        Some(b.addr.to_string()),
+        "upstream authority by default"
+    );
     let id = r.seen("x-request-id").expect("a request id is generated");
     assert_eq!(id.len(), 32);
-    assert_eq!(r.headers["x-request-id"], id.as_str(), "and echoed to the client");
+    assert_eq!(
+        r.headers["x-request-id"],
+        id.as_str(),
+        "and echoed to the client"
+    );
 
-    let r = send(get(gw.addr, "/x").header("x-request-id", "abc-123").body(Full::default()).unwrap()).await;
-    assert_eq!(r.seen("x-request-id").as_deref(), Some("abc-123"), "a sane incoming id is kept");
+    let r = send(
+        get(gw.addr, "/x")
+            .header("x-request-id", "abc-123")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.seen("x-request-id").as_deref(),
+        Some("abc-123"),
+        "a sane incoming id is kept"
+    );
     assert_eq!(r.headers["x-request-id"], "abc-123");
 }
 
@@ -50,7 +77,13 @@ async fn forwarded_headers_and_request_id() {
 async fn preserve_host_sends_the_client_host() {
     let b = backend("b").await;
     let gw = start(&one_route(b.addr, "    preserve_host: true\n")).await;
-    let r = send(get(gw.addr, "/").header("host", "front.example").body(Full::default()).unwrap()).await;
+    let r = send(
+        get(gw.addr, "/")
+            .header("host", "front.example")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.seen("host").as_deref(), Some("front.example"));
 }
 
@@ -66,12 +99,24 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     assert_eq!(raw_status(&resp), 200, "{resp}");
     let (head, body) = resp.split_once("\r\n\r\n").unwrap();
     let j: serde_json::Value = serde_json::from_str(body).unwrap();
-    for h in ["x-private", "keep-alive", "proxy-authorization", "te", "upgrade"] {
-        assert!(j["headers"].get(h).is_none(), "{h} reached the backend: {j}");
+    for h in [
+        "x-private",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+    ] {
+        assert!(
+            j["headers"].get(h).is_none(),
+            "{h} reached the backend: {j}"
+        );
     }
     assert_eq!(j["headers"]["x-kept"][0], "yes");
     let head = head.to_ascii_lowercase();
-    assert!(!head.contains("x-hop-secret"), "response header named by Connection leaked: {head}");
+    assert!(
+        !head.contains("x-hop-secret"),
+        "response header named by Connection leaked: {head}"
+    );
     assert!(!head.contains("keep-alive: timeout=5"), "{head}");
     assert!(head.contains("x-backend-header: kept"));
 }
@@ -82,14 +127,20 @@ async fn trace_context_w3c_and_b3_is_continued() {
     let gw = start(&one_route(b.addr, "")).await;
     let r = send(
         get(gw.addr, "/")
-            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .header("tracestate", "vendor=1")
             .body(Full::default())
             .unwrap(),
     )
     .await;
     let tp = r.seen("traceparent").unwrap();
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
     assert!(tp.ends_with("-01"));
     assert_ne!(&tp[36..52], "00f067aa0ba902b7", "a new span id for the hop");
     assert_eq!(r.seen("tracestate").as_deref(), Some("vendor=1"));
@@ -106,8 +157,15 @@ async fn trace_context_w3c_and_b3_is_continued() {
     assert_eq!(parts[0], "80f198ee56343ba864fe8b2a57d3eff7");
     assert_ne!(parts[1], "e457b5a2e4d86bd1");
     assert_eq!(parts[2], "1");
-    assert_eq!(parts[3], "e457b5a2e4d86bd1", "the caller's span becomes the parent");
-    assert!(r.seen("traceparent").unwrap().contains("80f198ee56343ba864fe8b2a57d3eff7"));
+    assert_eq!(
+        parts[3], "e457b5a2e4d86bd1",
+        "the caller's span becomes the parent"
+    );
+    assert!(
+        r.seen("traceparent")
+            .unwrap()
+            .contains("80f198ee56343ba864fe8b2a57d3eff7")
+    );
 
     let r = get_path(gw.addr, "/").await;
     let tp = r.seen("traceparent").expect("a trace is started");
@@ -126,11 +184,19 @@ async fn response_body_streams_before_the_upstream_finishes() {
     .unwrap()
     .unwrap();
     let mut body = resp.into_body();
-    let first = tokio::time::timeout(WAIT, body.frame()).await.expect("first chunk held back").unwrap().unwrap();
+    let first = tokio::time::timeout(WAIT, body.frame())
+        .await
+        .expect("first chunk held back")
+        .unwrap()
+        .unwrap();
     assert_eq!(first.into_data().unwrap(), "first;");
     // Only now does the backend send the rest: a buffering proxy would have deadlocked above.
     b.release.notify_one();
-    let rest = tokio::time::timeout(WAIT, body.collect()).await.unwrap().unwrap().to_bytes();
+    let rest = tokio::time::timeout(WAIT, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
     assert_eq!(rest, "second");
 }
 
@@ -140,7 +206,9 @@ async fn request_body_streams_to_the_upstream() {
     let gw = start(&one_route(b.addr, "")).await;
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     let c: Client<_, ChannelBody> = Client::builder(TokioExecutor::new()).build_http();
-    let req = Request::post(format!("http://{}/stream-up", gw.addr)).body(ChannelBody(rx)).unwrap();
+    let req = Request::post(format!("http://{}/stream-up", gw.addr))
+        .body(ChannelBody(rx))
+        .unwrap();
     let pending = tokio::spawn(async move { c.request(req).await });
     tx.send(Bytes::from_static(b"hello ")).await.unwrap();
     let first = tokio::time::timeout(WAIT, async { b.first_chunk.lock().await.recv().await })
@@ -150,7 +218,11 @@ async fn request_body_streams_to_the_upstream() {
     assert_eq!(first, "hello ");
     tx.send(Bytes::from_static(b"world")).await.unwrap();
     drop(tx);
-    let resp = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap().unwrap();
+    let resp = tokio::time::timeout(WAIT, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "received 11");
 }
@@ -160,7 +232,9 @@ async fn post_body_is_forwarded() {
     let b = backend("b").await;
     let gw = start(&one_route(b.addr, "")).await;
     let r = send(
-        Request::post(format!("http://{}/echo", gw.addr)).body(Full::new(Bytes::from_static(b"payload"))).unwrap(),
+        Request::post(format!("http://{}/echo", gw.addr))
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap(),
     )
     .await;
     assert_eq!(r.json()["body"], "payload");
@@ -175,7 +249,9 @@ async fn h2c_upstream_and_h2c_client() {
     let r = get_path(gw.addr, "/v").await;
     assert_eq!(r.json()["version"], "HTTP/2.0");
     // h2c in (prior knowledge), h2c out.
-    let c: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let c: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
     let r = send_with(&c, get(gw.addr, "/v").body(Full::default()).unwrap()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["version"], "HTTP/2.0");
@@ -214,7 +290,10 @@ async fn slow_upstream_times_out_with_504() {
     let r = get_path(gw.addr, "/hang").await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() >= Duration::from_millis(200));
-    assert!(b.hung.lock().await.try_recv().is_ok(), "the request did reach the backend");
+    assert!(
+        b.hung.lock().await.try_recv().is_ok(),
+        "the request did reach the backend"
+    );
     let stats = gw.gateway.route_stats();
     assert_eq!(stats[0].1[4], 1, "counted as a 5xx");
 }
@@ -222,7 +301,10 @@ async fn slow_upstream_times_out_with_504() {
 #[tokio::test]
 async fn unreachable_upstream_is_502() {
     // A port that was just free: bind, read the port, drop.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let gw = start(&one_route(port, "")).await;
     let r = get_path(gw.addr, "/").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
@@ -252,36 +334,53 @@ impl UpstreamResolver for StaticResolver {
         }
         let client = self.client.clone();
         let target = self.target;
-        Some(UpstreamService::new(tower::service_fn(move |mut req: Request<palisade_gateway::body::RequestBody>| {
-            let client = client.clone();
-            async move {
-                let pq = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-                *req.uri_mut() = format!("http://{target}{pq}").parse().unwrap();
-                let r: Response<Incoming> = client.request(req).await?;
-                Ok(r)
-            }
-        })))
+        Some(UpstreamService::new(tower::service_fn(
+            move |mut req: Request<palisade_gateway::body::RequestBody>| {
+                let client = client.clone();
+                async move {
+                    let pq = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default();
+                    *req.uri_mut() = format!("http://{target}{pq}").parse().unwrap();
+                    let r: Response<Incoming> = client.request(req).await?;
+                    Ok(r)
+                }
+            },
+        )))
     }
 }
 
 #[tokio::test]
 async fn lb_upstream_goes_through_the_resolver_service() {
     let b = backend("b").await;
-    let yaml = "routes:\n  - id: c\n    upstream: lb://catalog\n    filters: [ { strip_prefix: 1 } ]\n";
+    let yaml =
+        "routes:\n  - id: c\n    upstream: lb://catalog\n    filters: [ { strip_prefix: 1 } ]\n";
     let cfg = parse(yaml);
     // Without a resolver, lb:// is refused with the key.
-    let err = palisade_gateway::Gateway::builder(cfg.clone()).build().unwrap_err();
+    let err = palisade_gateway::Gateway::builder(cfg.clone())
+        .build()
+        .unwrap_err();
     assert_eq!(err.key(), "routes[0].upstream");
     assert!(err.message().contains("resolver"), "{err}");
 
-    let probe = palisade_gateway::Gateway::builder(parse("routes: []")).build().unwrap();
-    let resolver = Arc::new(StaticResolver { client: probe.http_client(), target: b.addr });
+    let probe = palisade_gateway::Gateway::builder(parse("routes: []"))
+        .build()
+        .unwrap();
+    let resolver = Arc::new(StaticResolver {
+        client: probe.http_client(),
+        target: b.addr,
+    });
     let gw = start_with(cfg, |bld| bld.resolver(resolver.clone())).await;
     let r = get_path(gw.addr, "/api/items?x=1").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["uri"], "/items?x=1");
 
     let bad = parse("routes:\n  - id: c\n    upstream: lb://nope\n");
-    let err = palisade_gateway::Gateway::builder(bad).resolver(resolver).build().unwrap_err();
+    let err = palisade_gateway::Gateway::builder(bad)
+        .resolver(resolver)
+        .build()
+        .unwrap_err();
     assert!(err.message().contains("unknown service `nope`"), "{err}");
 }

@@ -13,36 +13,58 @@ fn cfg(backend: std::net::SocketAddr, routes: &str) -> String {
 #[tokio::test]
 async fn path_prefix_matches_on_segment_boundary() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: api
     upstream: BACKEND
     predicates: { path_prefix: /api }
-"#)).await;
+"#,
+    ))
+    .await;
     assert_eq!(get_path(gw.addr, "/api").await.status, 200);
-    assert_eq!(get_path(gw.addr, "/api/x?q=1").await.json()["uri"], "/api/x?q=1");
+    assert_eq!(
+        get_path(gw.addr, "/api/x?q=1").await.json()["uri"],
+        "/api/x?q=1"
+    );
     assert_eq!(get_path(gw.addr, "/apix").await.status, 404);
 }
 
 #[tokio::test]
 async fn path_pattern_captures_feed_set_path() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: users
     upstream: BACKEND
     predicates: { path: "/users/{id}/files/{*rest}" }
     filters: [ { set_path: "/v2/u/{id}/f/{rest}" } ]
-"#)).await;
-    assert_eq!(get_path(gw.addr, "/users/42/files/a/b.txt?x=1").await.json()["uri"], "/v2/u/42/f/a/b.txt?x=1");
+"#,
+    ))
+    .await;
+    assert_eq!(
+        get_path(gw.addr, "/users/42/files/a/b.txt?x=1")
+            .await
+            .json()["uri"],
+        "/v2/u/42/f/a/b.txt?x=1"
+    );
     assert_eq!(get_path(gw.addr, "/users/42").await.status, 404);
-    assert_eq!(get_path(gw.addr, "/users//files/a").await.status, 404, "empty segment is not a capture");
+    assert_eq!(
+        get_path(gw.addr, "/users//files/a").await.status,
+        404,
+        "empty segment is not a capture"
+    );
 }
 
 #[tokio::test]
 async fn host_predicate_exact_and_wildcard() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: wild
     upstream: BACKEND
@@ -52,19 +74,44 @@ routes:
     upstream: BACKEND
     predicates: { host: ["api.test"] }
     filters: [ { add_request_header: { name: x-route, value: exact } } ]
-"#)).await;
-    let r = send(get(gw.addr, "/").header("host", "a.Example.com:8080").body(Full::default()).unwrap()).await;
+"#,
+    ))
+    .await;
+    let r = send(
+        get(gw.addr, "/")
+            .header("host", "a.Example.com:8080")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.seen("x-route").as_deref(), Some("wild"));
-    let r = send(get(gw.addr, "/").header("host", "API.test").body(Full::default()).unwrap()).await;
+    let r = send(
+        get(gw.addr, "/")
+            .header("host", "API.test")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.seen("x-route").as_deref(), Some("exact"));
-    let r = send(get(gw.addr, "/").header("host", "example.com").body(Full::default()).unwrap()).await;
-    assert_eq!(r.status, 404, "the wildcard needs a label before the suffix");
+    let r = send(
+        get(gw.addr, "/")
+            .header("host", "example.com")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.status, 404,
+        "the wildcard needs a label before the suffix"
+    );
 }
 
 #[tokio::test]
 async fn method_header_query_cookie_predicates() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: all
     upstream: BACKEND
@@ -73,7 +120,9 @@ routes:
       headers: [ { name: x-canary, regex: "yes|true" } ]
       query: [ { name: debug }, { name: v, regex: "[0-9]+" } ]
       cookies: [ { name: session, regex: "s-[a-z]+" } ]
-"#)).await;
+"#,
+    ))
+    .await;
     let ok = || {
         Request::post(format!("http://{}/p?debug&v=12", gw.addr))
             .header("x-canary", "yes")
@@ -83,33 +132,54 @@ routes:
     let get = Request::get(format!("http://{}/p?debug&v=12", gw.addr))
         .header("x-canary", "yes")
         .header("cookie", "session=s-abc");
-    assert_eq!(send(get.body(Full::default()).unwrap()).await.status, 404, "method");
+    assert_eq!(
+        send(get.body(Full::default()).unwrap()).await.status,
+        404,
+        "method"
+    );
     let r = ok().header("x-canary", "yess");
     // Two values: one matches, so the route still matches.
     assert_eq!(send(r.body(Full::default()).unwrap()).await.status, 200);
     let r = Request::post(format!("http://{}/p?debug&v=12", gw.addr))
         .header("x-canary", "yess")
         .header("cookie", "session=s-abc");
-    assert_eq!(send(r.body(Full::default()).unwrap()).await.status, 404, "regex is anchored");
+    assert_eq!(
+        send(r.body(Full::default()).unwrap()).await.status,
+        404,
+        "regex is anchored"
+    );
     let r = Request::post(format!("http://{}/p?v=12", gw.addr))
         .header("x-canary", "yes")
         .header("cookie", "session=s-abc");
-    assert_eq!(send(r.body(Full::default()).unwrap()).await.status, 404, "query debug missing");
+    assert_eq!(
+        send(r.body(Full::default()).unwrap()).await.status,
+        404,
+        "query debug missing"
+    );
     let r = Request::post(format!("http://{}/p?debug&v=x", gw.addr))
         .header("x-canary", "yes")
         .header("cookie", "session=s-abc");
-    assert_eq!(send(r.body(Full::default()).unwrap()).await.status, 404, "query v not numeric");
+    assert_eq!(
+        send(r.body(Full::default()).unwrap()).await.status,
+        404,
+        "query v not numeric"
+    );
     let r = Request::post(format!("http://{}/p?debug&v=1", gw.addr))
         .header("x-canary", "yes")
         .header("cookie", "session=S-ABC");
-    assert_eq!(send(r.body(Full::default()).unwrap()).await.status, 404, "cookie regex");
+    assert_eq!(
+        send(r.body(Full::default()).unwrap()).await.status,
+        404,
+        "cookie regex"
+    );
 }
 
 #[tokio::test]
 async fn weighted_split_follows_weights() {
     let blue = backend("blue").await;
     let green = backend("green").await;
-    let yaml = format!(r#"
+    let yaml = format!(
+        r#"
 routes:
   - id: blue
     upstream: http://{}
@@ -117,7 +187,9 @@ routes:
   - id: green
     upstream: http://{}
     predicates: {{ path_prefix: /, weight: {{ group: g, weight: 20 }} }}
-"#, blue.addr, green.addr);
+"#,
+        blue.addr, green.addr
+    );
     let gw = start(&yaml).await;
     let c = client();
     let mut green_hits = 0;
@@ -129,14 +201,22 @@ routes:
         }
     }
     // 20% of 400 = 80; a seeded draw, bounds wide enough for any fair RNG (p < 1e-6).
-    assert!((40..=125).contains(&green_hits), "green got {green_hits} of 400");
-    assert_eq!(blue.hits.load(std::sync::atomic::Ordering::SeqCst) + green_hits, 400);
+    assert!(
+        (40..=125).contains(&green_hits),
+        "green got {green_hits} of 400"
+    );
+    assert_eq!(
+        blue.hits.load(std::sync::atomic::Ordering::SeqCst) + green_hits,
+        400
+    );
 }
 
 #[tokio::test]
 async fn first_matching_route_wins() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: specific
     upstream: BACKEND
@@ -146,15 +226,25 @@ routes:
     upstream: BACKEND
     predicates: { path_prefix: /a }
     filters: [ { add_request_header: { name: x-route, value: general } } ]
-"#)).await;
-    assert_eq!(get_path(gw.addr, "/a/b/c").await.seen("x-route").as_deref(), Some("specific"));
-    assert_eq!(get_path(gw.addr, "/a/c").await.seen("x-route").as_deref(), Some("general"));
+"#,
+    ))
+    .await;
+    assert_eq!(
+        get_path(gw.addr, "/a/b/c").await.seen("x-route").as_deref(),
+        Some("specific")
+    );
+    assert_eq!(
+        get_path(gw.addr, "/a/c").await.seen("x-route").as_deref(),
+        Some("general")
+    );
 }
 
 #[tokio::test]
 async fn header_filters_on_request_and_response() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: h
     upstream: BACKEND
@@ -165,7 +255,9 @@ routes:
       - add_response_header: { name: x-resp-add, value: r1 }
       - set_response_header: { name: content-type, value: text/x-set }
       - remove_response_header: x-backend-header
-"#)).await;
+"#,
+    ))
+    .await;
     let r = send(
         get(gw.addr, "/hop")
             .header("x-add", "original")
@@ -176,7 +268,10 @@ routes:
     )
     .await;
     let j = r.json();
-    assert_eq!(j["headers"]["x-add"], serde_json::json!(["original", "added"]));
+    assert_eq!(
+        j["headers"]["x-add"],
+        serde_json::json!(["original", "added"])
+    );
     assert_eq!(j["headers"]["x-set"], serde_json::json!(["replaced"]));
     assert!(j["headers"].get("x-remove").is_none());
     assert_eq!(r.headers["x-resp-add"], "r1");
@@ -187,7 +282,9 @@ routes:
 #[tokio::test]
 async fn path_filters_strip_prefix_and_rewrite() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: strip
     upstream: BACKEND
@@ -201,11 +298,22 @@ routes:
     upstream: BACKEND
     predicates: { path_prefix: /old }
     filters: [ { rewrite_path: { regex: "^/old/(?P<rest>.*)$", replacement: "/new/$rest" } } ]
-"#)).await;
-    assert_eq!(get_path(gw.addr, "/strip/v1/items?x=1").await.json()["uri"], "/items?x=1");
+"#,
+    ))
+    .await;
+    assert_eq!(
+        get_path(gw.addr, "/strip/v1/items?x=1").await.json()["uri"],
+        "/items?x=1"
+    );
     assert_eq!(get_path(gw.addr, "/strip/v1").await.json()["uri"], "/");
-    assert_eq!(get_path(gw.addr, "/pre/x").await.json()["uri"], "/base/pre/x");
-    assert_eq!(get_path(gw.addr, "/old/a/b").await.json()["uri"], "/new/a/b");
+    assert_eq!(
+        get_path(gw.addr, "/pre/x").await.json()["uri"],
+        "/base/pre/x"
+    );
+    assert_eq!(
+        get_path(gw.addr, "/old/a/b").await.json()["uri"],
+        "/new/a/b"
+    );
 }
 
 #[tokio::test]
@@ -228,10 +336,17 @@ routes:
     let r = get_path(gw.addr, "/old-site/page").await;
     assert_eq!(r.status, 301);
     assert_eq!(r.headers["location"], "https://new.example/");
-    assert_eq!(r.headers["x-note"], "moved", "response filters apply to answers");
+    assert_eq!(
+        r.headers["x-note"], "moved",
+        "response filters apply to answers"
+    );
     let r = get_path(gw.addr, "/tea").await;
     assert_eq!(r.status, 418);
     assert_eq!(r.body, "short and stout");
     assert_eq!(r.headers["x-fixed"], "1");
-    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the backend was never called");
+    assert_eq!(
+        b.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the backend was never called"
+    );
 }

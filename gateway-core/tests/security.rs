@@ -44,13 +44,28 @@ async fn encoded_dot_segments_cannot_bypass_a_route() {
         "/public/./../admin",
     ] {
         let resp = raw(gw.addr, &req(path)).await;
-        assert_eq!(raw_status(&resp), 403, "{path} slipped past the admin route: {resp}");
+        assert_eq!(
+            raw_status(&resp),
+            403,
+            "{path} slipped past the admin route: {resp}"
+        );
     }
-    for path in ["/public/..%2fadmin", "/public/%2e%2e%2fadmin", "/public%5c..%5cadmin", "/a%00b", "/../admin", "/%2e%2e/admin"] {
+    for path in [
+        "/public/..%2fadmin",
+        "/public/%2e%2e%2fadmin",
+        "/public%5c..%5cadmin",
+        "/a%00b",
+        "/../admin",
+        "/%2e%2e/admin",
+    ] {
         let resp = raw(gw.addr, &req(path)).await;
         assert_eq!(raw_status(&resp), 400, "{path}: {resp}");
     }
-    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the backend");
+    assert_eq!(
+        b.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the backend"
+    );
     // The backend receives the normalised path.
     let resp = raw(gw.addr, &req("/public/a//b/./c/../d")).await;
     assert!(resp.contains("\"uri\":\"/public/a/b/d\""), "{resp}");
@@ -65,15 +80,29 @@ async fn conflicting_content_length_and_transfer_encoding_cannot_smuggle() {
     // the chunked terminator is never parsed.
     let smuggle = b"POST /public/first HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let resp = raw(gw.addr, smuggle).await;
-    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "exactly one response: {resp}");
-    assert!(resp.to_ascii_lowercase().contains("connection: close"), "{resp}");
+    assert_eq!(
+        resp.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {resp}"
+    );
+    assert!(
+        resp.to_ascii_lowercase().contains("connection: close"),
+        "{resp}"
+    );
     assert!(!resp.contains("smuggled"), "{resp}");
     let body = resp.split_once("\r\n\r\n").unwrap().1;
     let j: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(j["uri"], "/public/first");
-    assert!(j["headers"].get("content-length").is_none() || j["headers"]["content-length"][0] == "0", "{j}");
+    assert!(
+        j["headers"].get("content-length").is_none() || j["headers"]["content-length"][0] == "0",
+        "{j}"
+    );
     assert_eq!(j["body"], "");
-    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the smuggled request never reached the backend");
+    assert_eq!(
+        b.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the smuggled request never reached the backend"
+    );
 
     let dup = b"POST /public HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde";
     assert_eq!(raw_status(&raw(gw.addr, dup).await), 400);
@@ -96,7 +125,10 @@ async fn too_many_or_too_large_headers_are_refused() {
     }
     many.push_str("\r\n");
     assert_eq!(raw_status(&raw(gw.addr, many.as_bytes()).await), 431);
-    let big = format!("GET /public HTTP/1.1\r\nHost: x\r\nx-big: {}\r\nConnection: close\r\n\r\n", "a".repeat(20_000));
+    let big = format!(
+        "GET /public HTTP/1.1\r\nHost: x\r\nx-big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let resp = raw(gw.addr, big.as_bytes()).await;
     assert_eq!(raw_status(&resp), 431, "{}", &resp[..resp.len().min(200)]);
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -106,9 +138,14 @@ async fn too_many_or_too_large_headers_are_refused() {
 async fn oversized_bodies_are_refused() {
     let b = backend("b").await;
     let gw = start(&guarded(b.addr)).await;
-    let declared = b"POST /public HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
+    let declared =
+        b"POST /public HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
     assert_eq!(raw_status(&raw(gw.addr, declared).await), 413);
-    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "refused before any upstream call");
+    assert_eq!(
+        b.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "refused before any upstream call"
+    );
     // Chunked: no length up front; cut off once the stream passes the limit.
     let mut chunked = b"POST /public HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for _ in 0..3 {
@@ -118,7 +155,8 @@ async fn oversized_bodies_are_refused() {
     let resp = raw(gw.addr, &chunked).await;
     assert_eq!(raw_status(&resp), 413, "{resp}");
     // Within the limit is fine.
-    let ok = b"POST /public HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    let ok =
+        b"POST /public HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
     let resp = raw(gw.addr, ok).await;
     assert_eq!(raw_status(&resp), 200);
     assert!(resp.contains("\"body\":\"abc\""));
@@ -129,7 +167,11 @@ async fn absolute_form_and_garbage_request_lines() {
     let b = backend("b").await;
     let gw = start(&guarded(b.addr)).await;
     // Absolute-form targets are matched on their path too.
-    let resp = raw(gw.addr, b"GET http://evil.example/admin/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let resp = raw(
+        gw.addr,
+        b"GET http://evil.example/admin/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(raw_status(&resp), 403, "{resp}");
     let resp = raw(gw.addr, b"GET /pub lic HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(raw_status(&resp), 400, "{resp}");

@@ -9,7 +9,9 @@ use palisade_gateway::{Gateway, admin, reload};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let Some(file) = std::env::args_os().nth(1) else {
         eprintln!("usage: palisade-gateway ROUTES.yaml");
         return ExitCode::from(2);
@@ -50,21 +52,28 @@ fn main() -> ExitCode {
                 }
             };
             let mut rx = stop_rx.clone();
-            tokio::spawn(admin::serve_admin(l, admin::Admin::new(gateway.clone(), a.token.clone()), async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }));
+            tokio::spawn(admin::serve_admin(
+                l,
+                admin::Admin::new(gateway.clone(), a.token.clone()),
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+            ));
         }
-        let _watcher = match reload::watch_routes_file(gateway.clone(), &file, Duration::from_millis(100)) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the routes file; reload with SIGHUP");
-                None
-            }
-        };
+        let _watcher =
+            match reload::watch_routes_file(gateway.clone(), &file, Duration::from_millis(100)) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the routes file; reload with SIGHUP");
+                    None
+                }
+            };
         let hup_gateway = gateway.clone();
         let hup_file = file.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 let _ = hup_gateway.reload_file(&hup_file);
             }
@@ -78,7 +87,9 @@ fn main() -> ExitCode {
             }
             let _ = stop_tx.send(true);
         };
-        match palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout).await {
+        match palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout)
+            .await
+        {
             Ok(0) => ExitCode::SUCCESS,
             Ok(n) => {
                 tracing::warn!(open = n, "drain timeout passed with connections open");

@@ -47,7 +47,11 @@ fn full(b: impl Into<Bytes>) -> BoxBody {
     Full::new(b.into()).boxed_unsync()
 }
 
-async fn handle(st: Arc<BackendState>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+async fn handle(
+    st: Arc<BackendState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
     st.hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     if path == "/stream-down" {
@@ -90,10 +94,19 @@ async fn handle(st: Arc<BackendState>, peer: SocketAddr, req: Request<Incoming>)
     let version = format!("{:?}", req.version());
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
-        let e = headers.entry(k.as_str().to_owned()).or_insert_with(|| serde_json::Value::Array(vec![]));
-        e.as_array_mut().unwrap().push(serde_json::Value::String(v.to_str().unwrap_or("<bin>").to_owned()));
+        let e = headers
+            .entry(k.as_str().to_owned())
+            .or_insert_with(|| serde_json::Value::Array(vec![]));
+        e.as_array_mut().unwrap().push(serde_json::Value::String(
+            v.to_str().unwrap_or("<bin>").to_owned(),
+        ));
     }
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let j = serde_json::json!({
         "backend": st.name,
         "peer": peer.to_string(),
@@ -104,12 +117,16 @@ async fn handle(st: Arc<BackendState>, peer: SocketAddr, req: Request<Incoming>)
         "body": String::from_utf8_lossy(&body),
     });
     let mut r = Response::new(full(j.to_string()));
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     if path == "/hop" {
-        r.headers_mut().insert("connection", "x-hop-secret".parse().unwrap());
+        r.headers_mut()
+            .insert("connection", "x-hop-secret".parse().unwrap());
         r.headers_mut().insert("x-hop-secret", "1".parse().unwrap());
-        r.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
-        r.headers_mut().insert("x-backend-header", "kept".parse().unwrap());
+        r.headers_mut()
+            .insert("keep-alive", "timeout=5".parse().unwrap());
+        r.headers_mut()
+            .insert("x-backend-header", "kept".parse().unwrap());
     }
     Ok(r)
 }
@@ -135,10 +152,18 @@ pub async fn backend(name: &str) -> Backend {
     let release = Arc::new(Notify::new());
     let (first_tx, first_rx) = mpsc::unbounded_channel();
     let (hung_tx, hung_rx) = mpsc::unbounded_channel();
-    let st = Arc::new(BackendState { name: name.to_owned(), hits: hits.clone(), release: release.clone(), first_tx, hung_tx });
+    let st = Arc::new(BackendState {
+        name: name.to_owned(),
+        hits: hits.clone(),
+        release: release.clone(),
+        first_tx,
+        hung_tx,
+    });
     tokio::spawn(async move {
         loop {
-            let Ok((s, peer)) = listener.accept().await else { return };
+            let Ok((s, peer)) = listener.accept().await else {
+                return;
+            };
             let st = st.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |r| handle(st.clone(), peer, r));
@@ -184,7 +209,9 @@ pub async fn start_with(
     cfg: GatewayConfig,
     f: impl FnOnce(palisade_gateway::GatewayBuilder) -> palisade_gateway::GatewayBuilder,
 ) -> Gw {
-    let gateway = f(Gateway::builder(cfg.clone()).rng_seed(7)).build().unwrap_or_else(|e| panic!("{e}"));
+    let gateway = f(Gateway::builder(cfg.clone()).rng_seed(7))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     serve(gateway, cfg).await
 }
 
@@ -194,9 +221,23 @@ pub async fn serve(gateway: Gateway, cfg: GatewayConfig) -> Gw {
     let (tx, rx) = oneshot::channel::<()>();
     let g = gateway.clone();
     let task = tokio::spawn(async move {
-        palisade_gateway::serve(listener, g, cfg.limits, async move { let _ = rx.await; }, Duration::from_secs(5)).await
+        palisade_gateway::serve(
+            listener,
+            g,
+            cfg.limits,
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        )
+        .await
     });
-    Gw { addr, gateway, stop: Some(tx), task: Some(task) }
+    Gw {
+        addr,
+        gateway,
+        stop: Some(tx),
+        task: Some(task),
+    }
 }
 
 pub struct Reply {
@@ -227,10 +268,21 @@ pub async fn send_with(
     c: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     req: Request<Full<Bytes>>,
 ) -> Reply {
-    let r = tokio::time::timeout(WAIT, c.request(req)).await.expect("timed out").expect("request failed");
+    let r = tokio::time::timeout(WAIT, c.request(req))
+        .await
+        .expect("timed out")
+        .expect("request failed");
     let (p, b) = r.into_parts();
-    let body = tokio::time::timeout(WAIT, b.collect()).await.expect("body timed out").unwrap().to_bytes();
-    Reply { status: p.status, headers: p.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    let body = tokio::time::timeout(WAIT, b.collect())
+        .await
+        .expect("body timed out")
+        .unwrap()
+        .to_bytes();
+    Reply {
+        status: p.status,
+        headers: p.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> http::request::Builder {
@@ -246,11 +298,16 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("server kept the connection open");
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("server kept the connection open");
     String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Status code of a raw response.
 pub fn raw_status(resp: &str) -> u16 {
-    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {resp:?}"))
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {resp:?}"))
 }
