@@ -512,10 +512,11 @@ impl GatewayConfig {
             }
             let key = if key == "." { String::new() } else { key };
             // serde_yaml also prefixes its own path; keep one.
-            if let Some((p, rest)) = message.split_once(": ") {
-                if !p.contains(' ') && key.starts_with(p) {
-                    message = rest.to_owned();
-                }
+            if let Some((p, rest)) = message.split_once(": ")
+                && !p.contains(' ')
+                && key.starts_with(p)
+            {
+                message = rest.to_owned();
             }
             // serde_yaml places errors raised by a value's own checks at the start of the
             // enclosing mapping; move them to the line of the key itself.
@@ -577,26 +578,26 @@ impl GatewayConfig {
                         },
                     )?;
                 }
-                if let FilterConfig::Redirect(rd) = f {
-                    if !rd.status.0.is_redirection() {
-                        return Err(RoutesError::new(
-                            file,
-                            line,
-                            format!("routes[{i}].filters[{j}].redirect.status"),
-                            format!("{} is not a redirect status", rd.status.0.as_u16()),
-                        ));
-                    }
-                }
-            }
-            if let Some(w) = &r.predicates.weight {
-                if w.weight == 0 {
+                if let FilterConfig::Redirect(rd) = f
+                    && !rd.status.0.is_redirection()
+                {
                     return Err(RoutesError::new(
                         file,
                         line,
-                        format!("routes[{i}].predicates.weight.weight"),
-                        "weight must be at least 1".into(),
+                        format!("routes[{i}].filters[{j}].redirect.status"),
+                        format!("{} is not a redirect status", rd.status.0.as_u16()),
                     ));
                 }
+            }
+            if let Some(w) = &r.predicates.weight
+                && w.weight == 0
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].predicates.weight.weight"),
+                    "weight must be at least 1".into(),
+                ));
             }
         }
         Ok(())

@@ -105,6 +105,7 @@ impl FixedAnswer {
 
 /// A compiled response-phase filter.
 #[derive(Debug, Clone)]
+#[allow(clippy::enum_variant_names)] // the phase is the type; the variant names the action
 pub(crate) enum ResponseFilter {
     AddHeader(HeaderName, HeaderValue),
     SetHeader(HeaderName, HeaderValue),

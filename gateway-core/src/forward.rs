@@ -69,10 +69,10 @@ pub fn add_forwarded(
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        if !h.contains_key(&X_FORWARDED_HOST) {
-            h.insert(X_FORWARDED_HOST.clone(), host.clone());
-        }
+    if let Some(host) = host
+        && !h.contains_key(&X_FORWARDED_HOST)
+    {
+        h.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
     let node = if ip.is_ipv6() {
         format!("\"[{ip}]\"")
@@ -156,13 +156,13 @@ pub fn propagate_trace(h: &mut HeaderMap, rng: &mut fastrand::Rng) {
     } else if let (Some(t), Some(s)) = (
         h.get(&B3_TRACE).and_then(|v| v.to_str().ok()),
         h.get(&B3_SPAN).and_then(|v| v.to_str().ok()),
-    ) {
-        if (is_hex(t, 32) || is_hex(t, 16)) && is_hex(s, 16) {
-            b3_multi = true;
-            if trace.is_none() {
-                let sampled = h.get(&B3_SAMPLED).is_none_or(|v| v.as_bytes() == b"1");
-                trace = Some((format!("{t:0>32}"), s.to_owned(), sampled));
-            }
+    ) && (is_hex(t, 32) || is_hex(t, 16))
+        && is_hex(s, 16)
+    {
+        b3_multi = true;
+        if trace.is_none() {
+            let sampled = h.get(&B3_SAMPLED).is_none_or(|v| v.as_bytes() == b"1");
+            trace = Some((format!("{t:0>32}"), s.to_owned(), sampled));
         }
     }
     let mut span = [0u8; 16];

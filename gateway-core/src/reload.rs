@@ -43,10 +43,11 @@ pub fn watch_routes_file(
     let name = file.file_name().map(|n| n.to_owned());
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if !ev.kind.is_access() && ev.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-                let _ = tx.send(());
-            }
+        if let Ok(ev) = res
+            && !ev.kind.is_access()
+            && ev.paths.iter().any(|p| p.file_name() == name.as_deref())
+        {
+            let _ = tx.send(());
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;

@@ -142,10 +142,10 @@ fn cookie_ok(parts: &Parts, m: &ValueMatch) -> bool {
 
 impl Matchers {
     fn matches(&self, parts: &Parts, path: &str, draws: &WeightDraw<'_>) -> Option<Captures> {
-        if let Some(p) = &self.path_prefix {
-            if !path::has_prefix(path, p) {
-                return None;
-            }
+        if let Some(p) = &self.path_prefix
+            && !path::has_prefix(path, p)
+        {
+            return None;
         }
         if !self.method.is_empty() && !self.method.contains(&parts.method) {
             return None;
