@@ -130,9 +130,29 @@ pub struct RouteConfig {
     /// All must hold for the route to match.
     #[serde(default)]
     pub predicates: Predicates,
+    /// Circuit breaker around the upstream call, with the response given while it is open.
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
     /// Applied in order; each is a one-key map (`- strip_prefix: 1`).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
+}
+
+/// A route's circuit breaker (`palisade-breaker`): 5xx responses, upstream errors and timeouts
+/// count as failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Breaker settings (window, minimum calls, trip policies, open duration, half-open).
+    #[serde(default)]
+    pub settings: palisade_breaker::circuit::Config,
+    /// Whether `429` counts as a failure.
+    #[serde(default)]
+    pub count_429: bool,
+    /// Answer while the breaker is open, or when the upstream call fails or times out
+    /// (default `503` with an empty body).
+    #[serde(default)]
+    pub fallback: Option<FixedResponse>,
 }
 
 /// Route predicates; all given ones must hold.

@@ -93,6 +93,25 @@ pub(crate) struct FixedAnswer {
 }
 
 impl FixedAnswer {
+    pub(crate) fn from_config(f: &crate::config::FixedResponse) -> Self {
+        FixedAnswer {
+            status: f.status.0,
+            body: Bytes::from(f.body.clone()),
+            headers: f
+                .headers
+                .iter()
+                .map(|h| (h.name.0.clone(), h.value.0.clone()))
+                .collect(),
+        }
+    }
+    pub(crate) fn unavailable() -> Self {
+        FixedAnswer {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: Bytes::new(),
+            headers: Vec::new(),
+        }
+    }
+
     pub(crate) fn response(&self) -> Response<GatewayBody> {
         let mut r = Response::new(GatewayBody::full(self.body.clone()));
         *r.status_mut() = self.status;
@@ -180,15 +199,9 @@ pub(crate) fn compile(
                 body: Bytes::new(),
                 headers: vec![(LOCATION, r.location.0.clone())],
             })),
-            FilterConfig::FixedResponse(f) => req.push(RequestFilter::Respond(FixedAnswer {
-                status: f.status.0,
-                body: Bytes::from(f.body.clone()),
-                headers: f
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.0.clone(), h.value.0.clone()))
-                    .collect(),
-            })),
+            FilterConfig::FixedResponse(f) => {
+                req.push(RequestFilter::Respond(FixedAnswer::from_config(f)))
+            }
         }
     }
     Ok((req, resp))

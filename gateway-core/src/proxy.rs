@@ -17,19 +17,21 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use palisade_breaker::circuit::BreakerRegistry;
+
+use palisade_breaker::HttpClassifier;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
-use tower::ServiceExt;
-use tower::util::Oneshot;
+use tokio::time::Instant;
 
 use crate::body::{BodyTooLarge, GatewayBody, RequestBody};
 use crate::config::{GatewayConfig, Limits, Protocol, RoutesError};
 use crate::filter;
 use crate::forward;
 use crate::path;
-use crate::route::{Route, Router, StatsRegistry};
-use crate::upstream::{Clients, HttpClient, Upstream, UpstreamResolver, UpstreamService};
+use crate::route::{BreakerStore, BuildCtx, Route, Router, StatsRegistry};
+use crate::upstream::{
+    Clients, HttpClient, Upstream, UpstreamFuture, UpstreamResolver, UpstreamTimeout,
+};
 
 /// The outcome of the latest reload attempt.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +52,7 @@ pub(crate) struct Shared {
     resolver: Option<Arc<dyn UpstreamResolver>>,
     seed: Option<AtomicU64>,
     reload_tx: watch::Sender<ReloadStatus>,
-    breakers: BreakerRegistry,
+    breakers: BreakerStore,
 }
 
 /// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
@@ -105,24 +107,30 @@ impl GatewayBuilder {
     /// Compiles the routes.
     pub fn build(self) -> Result<Gateway, RoutesError> {
         let stats = StatsRegistry::default();
+        let breakers = BreakerStore::default();
+        let clients = Clients::new();
         let router = Router::build(
             &self.config,
-            &stats,
-            self.resolver.as_deref(),
-            &self.file,
-            0,
+            &BuildCtx {
+                stats: &stats,
+                breakers: &breakers,
+                clients: &clients,
+                resolver: self.resolver.as_deref(),
+                file: &self.file,
+                version: 0,
+            },
         )?;
         let (reload_tx, _) = watch::channel(ReloadStatus::default());
         Ok(Gateway {
             shared: Arc::new(Shared {
                 router: ArcSwap::from_pointee(router),
-                clients: Clients::new(),
+                clients,
                 limits: self.config.limits,
                 stats,
                 resolver: self.resolver,
                 seed: self.seed.map(AtomicU64::new),
                 reload_tx,
-                breakers: BreakerRegistry::new(),
+                breakers,
             }),
         })
     }
@@ -164,10 +172,14 @@ impl Gateway {
         let version = status.version + 1;
         let result = Router::build(
             config,
-            &self.shared.stats,
-            self.shared.resolver.as_deref(),
-            file.as_ref(),
-            version,
+            &BuildCtx {
+                stats: &self.shared.stats,
+                breakers: &self.shared.breakers,
+                clients: &self.shared.clients,
+                resolver: self.shared.resolver.as_deref(),
+                file: file.as_ref(),
+                version,
+            },
         );
         match result {
             Ok(router) => {
@@ -224,7 +236,7 @@ impl Gateway {
 
     /// The circuit breakers of the routes.
     pub fn breakers(&self) -> &BreakerRegistry {
-        &self.shared.breakers
+        &self.shared.breakers.registry
     }
 
     /// The service for one client connection.
@@ -406,24 +418,16 @@ impl GatewayConnection {
             parts,
             RequestBody::new(body, self.shared.limits.max_body_bytes),
         );
-        let state = match &route.upstream {
-            Upstream::Fixed { .. } => {
-                let client = match route.protocol {
-                    Protocol::Http1 => &self.shared.clients.h1,
-                    Protocol::H2c => &self.shared.clients.h2c,
-                };
-                State::Client {
-                    fut: client.request(req),
-                }
-            }
-            Upstream::Service { svc, .. } => State::Service {
-                fut: svc.clone().oneshot(req),
+        let state = match &route.breaker {
+            None => State::Direct {
+                fut: tower_service::Service::call(&mut route.call.clone(), req),
+            },
+            Some(b) => State::Breaker {
+                fut: tower_service::Service::call(&mut b.svc.clone(), req),
             },
         };
-        let sleep = route.timeout.map(tokio::time::sleep);
         ResponseFuture {
             state,
-            sleep,
             finish: Some(Finish {
                 route,
                 request_id,
@@ -448,12 +452,15 @@ struct Finish {
     start: Instant,
 }
 
+type BreakerFuture =
+    palisade_breaker::circuit::future::ResponseFuture<UpstreamFuture, HttpClassifier, ()>;
+
 pin_project! {
     #[project = StateProj]
     enum State {
         Local { resp: Option<Response<GatewayBody>> },
-        Client { #[pin] fut: hyper_util::client::legacy::ResponseFuture },
-        Service { #[pin] fut: Oneshot<UpstreamService, Request<RequestBody>> },
+        Direct { #[pin] fut: UpstreamFuture },
+        Breaker { #[pin] fut: BreakerFuture },
     }
 }
 
@@ -462,8 +469,6 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         state: State,
-        #[pin]
-        sleep: Option<Sleep>,
         finish: Option<Finish>,
     }
 }
@@ -472,9 +477,19 @@ impl ResponseFuture {
     fn local(resp: Response<GatewayBody>) -> Self {
         ResponseFuture {
             state: State::Local { resp: Some(resp) },
-            sleep: None,
             finish: None,
         }
+    }
+}
+
+fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Response<GatewayBody> {
+    if has_cause::<BodyTooLarge>(e) {
+        local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+    } else if has_cause::<UpstreamTimeout>(e) {
+        local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+    } else {
+        tracing::debug!(route = %route.id, error = %e, "upstream failed");
+        local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     }
 }
 
@@ -493,38 +508,46 @@ impl Future for ResponseFuture {
     type Output = Result<Response<GatewayBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let polled: Poll<Result<Response<Incoming>, crate::BoxError>> =
-            match this.state.as_mut().project() {
-                StateProj::Local { resp } => {
-                    return Poll::Ready(Ok(resp.take().expect("polled after completion")));
+        let this = self.project();
+        let mut resp = match this.state.project() {
+            StateProj::Local { resp } => {
+                return Poll::Ready(Ok(resp.take().expect("polled after completion")));
+            }
+            StateProj::Direct { fut } => {
+                let r = ready!(fut.poll(cx));
+                let finish = this.finish.as_ref().expect("polled after completion");
+                match r {
+                    Ok(r) => r.map(GatewayBody::upstream),
+                    Err(e) => upstream_error(&finish.route, &*e),
                 }
-                StateProj::Client { fut } => fut.poll(cx).map(|r| r.map_err(Into::into)),
-                StateProj::Service { fut } => fut.poll(cx),
-            };
-        let result = match polled {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => match this.sleep.as_pin_mut() {
-                Some(sleep) => {
-                    ready!(sleep.poll(cx));
-                    None
-                }
-                None => return Poll::Pending,
-            },
-        };
-        let finish = this.finish.take().expect("polled after completion");
-        let mut resp = match result {
-            Some(Ok(r)) => r.map(GatewayBody::upstream),
-            None => local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
-            Some(Err(e)) => {
-                if has_cause::<BodyTooLarge>(&*e) {
-                    local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-                } else {
-                    tracing::debug!(route = %finish.route.id, error = %e, "upstream failed");
-                    local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+            }
+            StateProj::Breaker { fut } => {
+                let r = ready!(fut.poll(cx));
+                let finish = this.finish.as_ref().expect("polled after completion");
+                match r {
+                    Ok(r) => r.map(GatewayBody::upstream),
+                    Err(e) => {
+                        let b = finish
+                            .route
+                            .breaker
+                            .as_ref()
+                            .expect("breaker state has a breaker");
+                        match e.into_inner() {
+                            // Open (or no probe slot): fail fast with the fallback.
+                            Err(_rejected) => b.fallback.response(),
+                            Ok(inner) if has_cause::<BodyTooLarge>(&*inner) => {
+                                upstream_error(&finish.route, &*inner)
+                            }
+                            Ok(inner) => {
+                                tracing::debug!(route = %finish.route.id, error = %inner, "upstream failed; fallback");
+                                b.fallback.response()
+                            }
+                        }
+                    }
                 }
             }
         };
+        let finish = this.finish.take().expect("polled after completion");
         finish_head(&finish.route, &finish.request_id, &mut resp);
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);

@@ -11,7 +11,9 @@ use http::request::Parts;
 use crate::config::{GatewayConfig, HostPattern, Protocol, RouteConfig, RoutesError, ValueMatch};
 use crate::filter::{self, RequestFilter, ResponseFilter};
 use crate::path::{self, Captures, PathPattern};
-use crate::upstream::{Upstream, UpstreamResolver};
+use crate::upstream::{Clients, Upstream, UpstreamCall, UpstreamResolver};
+use palisade_breaker::HttpClassifier;
+use palisade_breaker::circuit::{BreakerRegistry, CircuitBreaker, CircuitBreakerLayer};
 
 /// Counters of one route, kept across reloads for as long as the route id exists.
 #[derive(Debug, Default)]
@@ -56,6 +58,31 @@ impl StatsRegistry {
     }
 }
 
+/// Breakers by route id; a reload reconfigures a kept route's breaker in place (its state and
+/// counters stay) and drops the breakers of removed routes.
+#[derive(Debug, Default)]
+pub(crate) struct BreakerStore {
+    map: Mutex<HashMap<String, CircuitBreakerLayer<HttpClassifier>>>,
+    pub(crate) registry: BreakerRegistry,
+}
+
+/// A route's breaker-wrapped upstream call and its fallback.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteBreaker {
+    pub(crate) svc: CircuitBreaker<UpstreamCall, HttpClassifier>,
+    pub(crate) fallback: filter::FixedAnswer,
+}
+
+/// What [`Router::build`] needs besides the config.
+pub(crate) struct BuildCtx<'a> {
+    pub(crate) stats: &'a StatsRegistry,
+    pub(crate) breakers: &'a BreakerStore,
+    pub(crate) clients: &'a Clients,
+    pub(crate) resolver: Option<&'a dyn UpstreamResolver>,
+    pub(crate) file: &'a std::path::Path,
+    pub(crate) version: u64,
+}
+
 #[derive(Debug)]
 struct Matchers {
     path_prefix: Option<String>,
@@ -77,9 +104,10 @@ pub struct Route {
     pub(crate) request_filters: Vec<RequestFilter>,
     pub(crate) response_filters: Vec<ResponseFilter>,
     pub(crate) upstream: Upstream,
+    pub(crate) call: UpstreamCall,
+    pub(crate) breaker: Option<RouteBreaker>,
     pub(crate) protocol: Protocol,
     pub(crate) preserve_host: bool,
-    pub(crate) timeout: Option<Duration>,
     pub(crate) stats: Arc<RouteStats>,
     pub(crate) source: RouteConfig,
 }
@@ -218,13 +246,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub(crate) fn build(
-        cfg: &GatewayConfig,
-        stats: &StatsRegistry,
-        resolver: Option<&dyn UpstreamResolver>,
-        file: &std::path::Path,
-        version: u64,
-    ) -> Result<Self, RoutesError> {
+    pub(crate) fn build(cfg: &GatewayConfig, ctx: &BuildCtx<'_>) -> Result<Self, RoutesError> {
+        let file = ctx.file;
+        // Breaker changes are applied only once every route compiled, so a refused file
+        // leaves every breaker as it was.
+        let mut reconfigure = Vec::new();
+        let mut new_layers = Vec::new();
         let mut groups: Vec<(String, u32)> = Vec::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
         for (i, rc) in cfg.routes.iter().enumerate() {
@@ -235,7 +262,51 @@ impl Router {
                 filter::compile(&rc.filters, rc.predicates.path.as_ref())
                     .map_err(|m| err("filters", m))?;
             let upstream =
-                Upstream::from_url(&rc.upstream, resolver).map_err(|m| err("upstream", m))?;
+                Upstream::from_url(&rc.upstream, ctx.resolver).map_err(|m| err("upstream", m))?;
+            let client = match rc.protocol {
+                Protocol::Http1 => &ctx.clients.h1,
+                Protocol::H2c => &ctx.clients.h2c,
+            };
+            let call = UpstreamCall::new(&upstream, client, rc.timeout);
+            let breaker = match &rc.breaker {
+                None => None,
+                Some(b) => {
+                    b.settings
+                        .validate()
+                        .map_err(|e| err("breaker.settings", e.to_string()))?;
+                    let classifier = HttpClassifier::new().count_too_many_requests(b.count_429);
+                    let existing = ctx
+                        .breakers
+                        .map
+                        .lock()
+                        .expect("breaker lock poisoned")
+                        .get(&rc.id)
+                        .cloned();
+                    let layer = match existing {
+                        Some(l) => {
+                            reconfigure.push((l.handle(), b.settings.clone()));
+                            l
+                        }
+                        None => {
+                            let l = CircuitBreakerLayer::builder(rc.id.clone())
+                                .config(b.settings.clone())
+                                .classifier(classifier)
+                                .build()
+                                .map_err(|e| err("breaker.settings", e.to_string()))?;
+                            new_layers.push((rc.id.clone(), l.clone()));
+                            l
+                        }
+                    };
+                    let fallback = match &b.fallback {
+                        Some(f) => filter::FixedAnswer::from_config(f),
+                        None => filter::FixedAnswer::unavailable(),
+                    };
+                    Some(RouteBreaker {
+                        svc: tower::Layer::layer(&layer, call.clone()),
+                        fallback,
+                    })
+                }
+            };
             let weight = match &rc.predicates.weight {
                 None => None,
                 Some(w) => {
@@ -270,13 +341,33 @@ impl Router {
                 request_filters,
                 response_filters,
                 upstream,
+                call,
+                breaker,
                 protocol: rc.protocol,
                 preserve_host: rc.preserve_host,
-                timeout: rc.timeout,
-                stats: stats.get(&rc.id),
+                stats: ctx.stats.get(&rc.id),
                 source: rc.clone(),
             }));
         }
+        for (handle, settings) in reconfigure {
+            // Validated above; a failure here would be a breaker bug, so it is only logged.
+            if let Err(e) = handle.reconfigure(settings) {
+                tracing::warn!(breaker = handle.name(), error = %e, "breaker reconfigure failed");
+            }
+        }
+        {
+            let mut map = ctx.breakers.map.lock().expect("breaker lock poisoned");
+            for (id, layer) in new_layers {
+                ctx.breakers.registry.register(&layer.handle());
+                map.insert(id, layer);
+            }
+            map.retain(|id, _| {
+                cfg.routes
+                    .iter()
+                    .any(|r| r.id == *id && r.breaker.is_some())
+            });
+        }
+        let version = ctx.version;
         Ok(Router {
             routes,
             weight_totals: groups.into_iter().map(|(_, t)| t).collect(),

@@ -112,3 +112,121 @@ impl Clients {
         Arc::new(Clients { h1, h2c })
     }
 }
+
+/// The upstream's response head did not arrive within the route's `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeout;
+
+impl fmt::Display for UpstreamTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("upstream timed out")
+    }
+}
+
+impl std::error::Error for UpstreamTimeout {}
+
+#[derive(Clone)]
+enum Target {
+    Client(HttpClient),
+    Service(UpstreamService),
+}
+
+/// One route's call to its upstream, with the route's timeout: a `tower::Service`, so the
+/// route's resilience layers (the circuit breaker) wrap it.
+#[derive(Clone)]
+pub struct UpstreamCall {
+    target: Target,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for UpstreamCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamCall")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamCall {
+    pub(crate) fn new(upstream: &Upstream, client: &HttpClient, timeout: Option<Duration>) -> Self {
+        let target = match upstream {
+            Upstream::Fixed { .. } => Target::Client(client.clone()),
+            Upstream::Service { svc, .. } => Target::Service(svc.clone()),
+        };
+        UpstreamCall { target, timeout }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = CallProj]
+    enum CallState {
+        Client { #[pin] fut: hyper_util::client::legacy::ResponseFuture },
+        Service { #[pin] fut: tower::util::Oneshot<UpstreamService, Request<RequestBody>> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`UpstreamCall`].
+    pub struct UpstreamFuture {
+        #[pin]
+        state: CallState,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl std::future::Future for UpstreamFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.project();
+        let polled = match this.state.project() {
+            CallProj::Client { fut } => fut.poll(cx).map(|r| r.map_err(Into::into)),
+            CallProj::Service { fut } => fut.poll(cx),
+        };
+        match polled {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => match this.sleep.as_pin_mut() {
+                Some(s) => s
+                    .poll(cx)
+                    .map(|()| Err(Box::new(UpstreamTimeout) as BoxError)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl tower_service::Service<Request<RequestBody>> for UpstreamCall {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = UpstreamFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        // The pooled client is always ready; a plugged-in service is driven to readiness by
+        // `Oneshot` in `call`.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> UpstreamFuture {
+        use tower::ServiceExt;
+        let state = match &self.target {
+            Target::Client(c) => CallState::Client {
+                fut: c.request(req),
+            },
+            Target::Service(s) => CallState::Service {
+                fut: s.clone().oneshot(req),
+            },
+        };
+        UpstreamFuture {
+            state,
+            sleep: self.timeout.map(tokio::time::sleep),
+        }
+    }
+}
