@@ -77,7 +77,7 @@ pub(crate) struct RouteBreaker {
 pub(crate) struct BuildCtx<'a> {
     pub(crate) stats: &'a StatsRegistry,
     pub(crate) breakers: &'a BreakerStore,
-    pub(crate) clients: &'a Clients,
+    pub(crate) clients: &'a Arc<Clients>,
     pub(crate) resolver: Option<&'a dyn UpstreamResolver>,
     pub(crate) file: &'a std::path::Path,
     pub(crate) version: u64,
@@ -263,11 +263,7 @@ impl Router {
                     .map_err(|m| err("filters", m))?;
             let upstream =
                 Upstream::from_url(&rc.upstream, ctx.resolver).map_err(|m| err("upstream", m))?;
-            let client = match rc.protocol {
-                Protocol::Http1 => &ctx.clients.h1,
-                Protocol::H2c => &ctx.clients.h2c,
-            };
-            let call = UpstreamCall::new(&upstream, client, rc.timeout);
+            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout);
             let breaker = match &rc.breaker {
                 None => None,
                 Some(b) => {

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::util::BoxCloneSyncService;
 
 use crate::body::{BoxError, RequestBody};
-use crate::config::UpstreamUrl;
+use crate::config::{Protocol, UpstreamUrl};
 
 /// The service a `lb://name` route calls: it receives the request with the path (and query)
 /// already rewritten as an origin-form URI (`/a/b?c`) and picks the instance itself.
@@ -127,7 +127,8 @@ impl std::error::Error for UpstreamTimeout {}
 
 #[derive(Clone)]
 enum Target {
-    Client(HttpClient),
+    /// The shared pools (one `Arc`, so a per-request clone is one increment).
+    Client(Arc<Clients>, Protocol),
     Service(UpstreamService),
 }
 
@@ -148,9 +149,14 @@ impl fmt::Debug for UpstreamCall {
 }
 
 impl UpstreamCall {
-    pub(crate) fn new(upstream: &Upstream, client: &HttpClient, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        upstream: &Upstream,
+        clients: &Arc<Clients>,
+        protocol: Protocol,
+        timeout: Option<Duration>,
+    ) -> Self {
         let target = match upstream {
-            Upstream::Fixed { .. } => Target::Client(client.clone()),
+            Upstream::Fixed { .. } => Target::Client(clients.clone(), protocol),
             Upstream::Service { svc, .. } => Target::Service(svc.clone()),
         };
         UpstreamCall { target, timeout }
@@ -217,8 +223,11 @@ impl tower_service::Service<Request<RequestBody>> for UpstreamCall {
     fn call(&mut self, req: Request<RequestBody>) -> UpstreamFuture {
         use tower::ServiceExt;
         let state = match &self.target {
-            Target::Client(c) => CallState::Client {
-                fut: c.request(req),
+            Target::Client(c, Protocol::Http1) => CallState::Client {
+                fut: c.h1.request(req),
+            },
+            Target::Client(c, Protocol::H2c) => CallState::Client {
+                fut: c.h2c.request(req),
             },
             Target::Service(s) => CallState::Service {
                 fut: s.clone().oneshot(req),
