@@ -1,4 +1,4 @@
-//! `palisade-gateway ROUTES.yaml`: serves the routes file, reloads it when it changes (or on
+//! `palisade-gateway ROUTES.yaml [--workers N]`: serves the routes file, reloads it when it changes (or on
 //! SIGHUP), serves the admin API if configured, and drains in-flight requests on SIGTERM/Ctrl-C.
 
 use std::process::ExitCode;
@@ -12,10 +12,25 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    let Some(file) = std::env::args_os().nth(1) else {
-        eprintln!("usage: palisade-gateway ROUTES.yaml");
+    let mut args = std::env::args_os().skip(1);
+    let Some(file) = args.next() else {
+        eprintln!("usage: palisade-gateway ROUTES.yaml [--workers N]");
         return ExitCode::from(2);
     };
+    let mut workers = None;
+    while let Some(a) = args.next() {
+        match (
+            a.to_str(),
+            args.next()
+                .and_then(|v| v.to_str().and_then(|v| v.parse::<usize>().ok())),
+        ) {
+            (Some("--workers"), Some(n)) if n > 0 => workers = Some(n),
+            _ => {
+                eprintln!("usage: palisade-gateway ROUTES.yaml [--workers N]");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let cfg = match GatewayConfig::from_file(&file) {
         Ok(c) => c,
         Err(e) => {
@@ -23,10 +38,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        rt.worker_threads(n);
+    }
+    let rt = rt.enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let gateway = match Gateway::builder(cfg.clone()).file(&file).build() {
             Ok(g) => g,
