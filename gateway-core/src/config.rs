@@ -234,6 +234,24 @@ pub enum FilterConfig {
     Redirect(Redirect),
     /// Answers with a fixed response instead of proxying.
     FixedResponse(FixedResponse),
+    /// Requires one of the listed API keys in a header (`401` otherwise); the header is not
+    /// forwarded upstream.
+    ApiKey(ApiKey),
+}
+
+/// API key check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Header carrying the key (default `x-api-key`).
+    #[serde(default = "default_api_key_header")]
+    pub header: Name,
+    /// Accepted keys.
+    pub keys: Vec<String>,
+}
+
+fn default_api_key_header() -> Name {
+    Name(HeaderName::from_static("x-api-key"))
 }
 
 /// A header name and value.

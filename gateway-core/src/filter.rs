@@ -82,6 +82,12 @@ pub(crate) enum RequestFilter {
     RewritePath(regex::Regex, String),
     SetPath(PathTemplate),
     Respond(FixedAnswer),
+    ApiKey(HeaderName, Vec<Bytes>),
+}
+
+/// Compares in time that depends on the lengths only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A response given by the gateway itself.
@@ -199,6 +205,15 @@ pub(crate) fn compile(
                 body: Bytes::new(),
                 headers: vec![(LOCATION, r.location.0.clone())],
             })),
+            FilterConfig::ApiKey(k) => {
+                if k.keys.is_empty() || k.keys.iter().any(|k| k.is_empty()) {
+                    return Err("api_key needs at least one non-empty key".to_owned());
+                }
+                req.push(RequestFilter::ApiKey(
+                    k.header.0.clone(),
+                    k.keys.iter().map(|k| Bytes::from(k.clone())).collect(),
+                ))
+            }
             FilterConfig::FixedResponse(f) => {
                 req.push(RequestFilter::Respond(FixedAnswer::from_config(f)))
             }
@@ -264,6 +279,19 @@ pub(crate) fn apply_request<'p>(
             }
             RequestFilter::SetPath(t) => *path = Cow::Owned(t.render(matched, caps)),
             RequestFilter::Respond(a) => return Some(a.response()),
+            RequestFilter::ApiKey(name, keys) => {
+                let given = headers.get(name).map(|v| v.as_bytes());
+                // Check every key so timing does not reveal which one is close.
+                let ok = given.is_some_and(|g| keys.iter().fold(false, |m, k| same_bytes(g, k) | m));
+                if !ok {
+                    let mut r = Response::new(GatewayBody::full(Bytes::from_static(b"missing or invalid API key\n")));
+                    *r.status_mut() = StatusCode::UNAUTHORIZED;
+                    r.headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+                    return Some(r);
+                }
+                headers.remove(name);
+            }
         }
     }
     None
