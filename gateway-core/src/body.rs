@@ -106,21 +106,25 @@ impl fmt::Display for BodyTooLarge {
 
 impl std::error::Error for BodyTooLarge {}
 
-pin_project! {
-    /// The client's request body on its way upstream, cut off with [`BodyTooLarge`] once it
-    /// passes the limit.
-    pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        remaining: u64,
-    }
+/// The client's request body on its way upstream, cut off with [`BodyTooLarge`] once it passes
+/// the limit; or empty (a replayed bodiless request).
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    remaining: u64,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: u64) -> Self {
         RequestBody {
-            inner,
+            inner: Some(inner),
             remaining: limit,
+        }
+    }
+    /// An empty body.
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            remaining: 0,
         }
     }
 }
@@ -141,15 +145,18 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match ready!(this.inner.poll_frame(cx)) {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(d) = frame.data_ref() {
                     let n = d.len() as u64;
-                    if n > *this.remaining {
+                    if n > this.remaining {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
-                    *this.remaining -= n;
+                    this.remaining -= n;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -159,10 +166,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }

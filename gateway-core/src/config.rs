@@ -130,12 +130,32 @@ pub struct RouteConfig {
     /// All must hold for the route to match.
     #[serde(default)]
     pub predicates: Predicates,
+    /// Retries of bodiless idempotent requests.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
     /// Circuit breaker around the upstream call, with the response given while it is open.
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
     /// Applied in order; each is a one-key map (`- strip_prefix: 1`).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
+}
+
+/// Retry policy: only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and only
+/// requests without a body are retried, so nothing is buffered to replay. A retry follows an
+/// upstream error or timeout, or one of `statuses`; a breaker rejection is not retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Extra attempts after the first (1 to 5).
+    pub attempts: u32,
+    /// Response statuses that are retried (default 502, 503, 504).
+    #[serde(default = "default_retry_statuses")]
+    pub statuses: Vec<u16>,
+}
+
+fn default_retry_statuses() -> Vec<u16> {
+    vec![502, 503, 504]
 }
 
 /// A route's circuit breaker (`palisade-breaker`): 5xx responses, upstream errors and timeouts
@@ -626,6 +646,16 @@ impl GatewayConfig {
                         format!("{} is not a redirect status", rd.status.0.as_u16()),
                     ));
                 }
+            }
+            if let Some(rt) = &r.retry
+                && !(1..=5).contains(&rt.attempts)
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].retry.attempts"),
+                    format!("attempts must be 1 to 5, not {}", rt.attempts),
+                ));
             }
             if let Some(w) = &r.predicates.weight
                 && w.weight == 0

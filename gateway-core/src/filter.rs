@@ -282,12 +282,17 @@ pub(crate) fn apply_request<'p>(
             RequestFilter::ApiKey(name, keys) => {
                 let given = headers.get(name).map(|v| v.as_bytes());
                 // Check every key so timing does not reveal which one is close.
-                let ok = given.is_some_and(|g| keys.iter().fold(false, |m, k| same_bytes(g, k) | m));
+                let ok =
+                    given.is_some_and(|g| keys.iter().fold(false, |m, k| same_bytes(g, k) | m));
                 if !ok {
-                    let mut r = Response::new(GatewayBody::full(Bytes::from_static(b"missing or invalid API key\n")));
+                    let mut r = Response::new(GatewayBody::full(Bytes::from_static(
+                        b"missing or invalid API key\n",
+                    )));
                     *r.status_mut() = StatusCode::UNAUTHORIZED;
-                    r.headers_mut()
-                        .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("ApiKey"),
+                    );
                     return Some(r);
                 }
                 headers.remove(name);

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use palisade_breaker::circuit::BreakerRegistry;
 
@@ -414,20 +414,30 @@ impl GatewayConnection {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::H2c => Version::HTTP_2,
         };
+        let bodiless = !parts.headers.contains_key(TRANSFER_ENCODING)
+            && parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0")
+            && http_body::Body::is_end_stream(&body);
+        let retry = match &route.retry {
+            Some((attempts, _)) if bodiless && is_idempotent(&parts.method) => Some(Retry {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                headers: parts.headers.clone(),
+                left: *attempts,
+            }),
+            _ => None,
+        };
         let req = Request::from_parts(
             parts,
             RequestBody::new(body, self.shared.limits.max_body_bytes),
         );
-        let state = match &route.breaker {
-            None => State::Direct {
-                fut: tower_service::Service::call(&mut route.call.clone(), req),
-            },
-            Some(b) => State::Breaker {
-                fut: tower_service::Service::call(&mut b.svc.clone(), req),
-            },
-        };
+        let state = State::call(&route, req);
         ResponseFuture {
             state,
+            retry,
             finish: Some(Finish {
                 route,
                 request_id,
@@ -464,11 +474,61 @@ pin_project! {
     }
 }
 
+impl State {
+    fn call(route: &Route, req: Request<RequestBody>) -> Self {
+        match &route.breaker {
+            None => State::Direct {
+                fut: tower_service::Service::call(&mut route.call.clone(), req),
+            },
+            Some(b) => State::Breaker {
+                fut: tower_service::Service::call(&mut b.svc.clone(), req),
+            },
+        }
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// What a bodiless idempotent request needs to be sent again.
+struct Retry {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: http::HeaderMap,
+    left: u32,
+}
+
+impl Retry {
+    fn request(&self) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::empty());
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Response(Response<Incoming>),
+    /// Upstream error or timeout (may be retried).
+    Failed(crate::BoxError),
+    /// Answered by the gateway (breaker fallback, 413): final.
+    Answered(Response<GatewayBody>),
+}
+
 pin_project! {
     /// The response future of [`GatewayConnection`].
     pub struct ResponseFuture {
         #[pin]
         state: State,
+        retry: Option<Retry>,
         finish: Option<Finish>,
     }
 }
@@ -477,6 +537,7 @@ impl ResponseFuture {
     fn local(resp: Response<GatewayBody>) -> Self {
         ResponseFuture {
             state: State::Local { resp: Some(resp) },
+            retry: None,
             finish: None,
         }
     }
@@ -508,44 +569,61 @@ impl Future for ResponseFuture {
     type Output = Result<Response<GatewayBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut resp = match this.state.project() {
-            StateProj::Local { resp } => {
-                return Poll::Ready(Ok(resp.take().expect("polled after completion")));
-            }
-            StateProj::Direct { fut } => {
-                let r = ready!(fut.poll(cx));
-                let finish = this.finish.as_ref().expect("polled after completion");
-                match r {
-                    Ok(r) => r.map(GatewayBody::upstream),
-                    Err(e) => upstream_error(&finish.route, &*e),
+        let mut this = self.project();
+        let mut resp = loop {
+            let attempt = match this.state.as_mut().project() {
+                StateProj::Local { resp } => {
+                    return Poll::Ready(Ok(resp.take().expect("polled after completion")));
                 }
-            }
-            StateProj::Breaker { fut } => {
-                let r = ready!(fut.poll(cx));
-                let finish = this.finish.as_ref().expect("polled after completion");
-                match r {
-                    Ok(r) => r.map(GatewayBody::upstream),
-                    Err(e) => {
-                        let b = finish
-                            .route
-                            .breaker
-                            .as_ref()
-                            .expect("breaker state has a breaker");
-                        match e.into_inner() {
-                            // Open (or no probe slot): fail fast with the fallback.
-                            Err(_rejected) => b.fallback.response(),
-                            Ok(inner) if has_cause::<BodyTooLarge>(&*inner) => {
-                                upstream_error(&finish.route, &*inner)
-                            }
-                            Ok(inner) => {
-                                tracing::debug!(route = %finish.route.id, error = %inner, "upstream failed; fallback");
-                                b.fallback.response()
-                            }
+                StateProj::Direct { fut } => match ready!(fut.poll(cx)) {
+                    Ok(r) => Attempt::Response(r),
+                    Err(e) => Attempt::Failed(e),
+                },
+                StateProj::Breaker { fut } => match ready!(fut.poll(cx)) {
+                    Ok(r) => Attempt::Response(r),
+                    Err(e) => match e.into_inner() {
+                        Ok(inner) => Attempt::Failed(inner),
+                        // Open (or no probe slot): fail fast with the fallback, no retry.
+                        Err(_rejected) => {
+                            let route =
+                                &this.finish.as_ref().expect("polled after completion").route;
+                            let b = route.breaker.as_ref().expect("breaker state has a breaker");
+                            Attempt::Answered(b.fallback.response())
                         }
-                    }
-                }
+                    },
+                },
+            };
+            let route = &this.finish.as_ref().expect("polled after completion").route;
+            let retriable = match &attempt {
+                Attempt::Response(r) => route
+                    .retry
+                    .as_ref()
+                    .is_some_and(|(_, st)| st.contains(&r.status().as_u16())),
+                Attempt::Failed(e) => !has_cause::<BodyTooLarge>(&**e),
+                Attempt::Answered(_) => false,
+            };
+            if retriable
+                && let Some(retry) = this.retry.as_mut()
+                && retry.left > 0
+            {
+                retry.left -= 1;
+                tracing::debug!(route = %route.id, left = retry.left, "retrying");
+                let req = retry.request();
+                let next = State::call(route, req);
+                this.state.set(next);
+                continue;
             }
+            break match attempt {
+                Attempt::Response(r) => r.map(GatewayBody::upstream),
+                Attempt::Answered(r) => r,
+                Attempt::Failed(e) => match &route.breaker {
+                    Some(b) if !has_cause::<BodyTooLarge>(&*e) => {
+                        tracing::debug!(route = %route.id, error = %e, "upstream failed; fallback");
+                        b.fallback.response()
+                    }
+                    _ => upstream_error(route, &*e),
+                },
+            };
         };
         let finish = this.finish.take().expect("polled after completion");
         finish_head(&finish.route, &finish.request_id, &mut resp);

@@ -106,6 +106,8 @@ pub struct Route {
     pub(crate) upstream: Upstream,
     pub(crate) call: UpstreamCall,
     pub(crate) breaker: Option<RouteBreaker>,
+    /// (extra attempts, retried statuses).
+    pub(crate) retry: Option<(u32, Vec<u16>)>,
     pub(crate) protocol: Protocol,
     pub(crate) preserve_host: bool,
     pub(crate) stats: Arc<RouteStats>,
@@ -339,6 +341,7 @@ impl Router {
                 upstream,
                 call,
                 breaker,
+                retry: rc.retry.as_ref().map(|r| (r.attempts, r.statuses.clone())),
                 protocol: rc.protocol,
                 preserve_host: rc.preserve_host,
                 stats: ctx.stats.get(&rc.id),

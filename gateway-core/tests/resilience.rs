@@ -102,3 +102,54 @@ async fn reload_keeps_breaker_state_and_rejects_bad_settings() {
     assert_eq!(e.key(), "routes[0].breaker.settings", "{e}");
     assert_eq!(gw.gateway.router().version(), 1);
 }
+
+fn retry_yaml(backend: std::net::SocketAddr, attempts: u32) -> String {
+    format!(
+        "routes:\n  - id: r\n    upstream: http://{backend}\n    timeout: 200ms\n    retry: {{ attempts: {attempts} }}\n"
+    )
+}
+
+#[tokio::test]
+async fn idempotent_bodiless_requests_are_retried_within_the_bound() {
+    let b = backend("b").await;
+    let gw = start(&retry_yaml(b.addr, 2)).await;
+    let r = get_path(gw.addr, "/flaky/2").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "flaky call 2");
+    assert_eq!(b.hits.load(Ordering::SeqCst), 3);
+
+    let b = backend("b").await;
+    let gw = start(&retry_yaml(b.addr, 1)).await;
+    let r = get_path(gw.addr, "/flaky/5").await;
+    assert_eq!(r.status, 503, "the bound holds");
+    assert_eq!(b.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn requests_with_bodies_or_unsafe_methods_are_not_retried() {
+    let b = backend("b").await;
+    let gw = start(&retry_yaml(b.addr, 3)).await;
+    let post = http::Request::post(format!("http://{}/flaky/5", gw.addr))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(post).await.status, 503);
+    assert_eq!(b.hits.load(Ordering::SeqCst), 1, "POST is not idempotent");
+    let put = http::Request::put(format!("http://{}/flaky/5", gw.addr))
+        .body(Full::new(bytes::Bytes::from_static(b"data")))
+        .unwrap();
+    assert_eq!(send(put).await.status, 503);
+    assert_eq!(b.hits.load(Ordering::SeqCst), 2, "a body is never replayed");
+}
+
+#[tokio::test]
+async fn timeouts_are_retried() {
+    let b = backend("b").await;
+    let gw = start(&retry_yaml(b.addr, 2)).await;
+    assert_eq!(get_path(gw.addr, "/hang").await.status, 504);
+    let mut hung = b.hung.lock().await;
+    let mut reached = 0;
+    while hung.try_recv().is_ok() {
+        reached += 1;
+    }
+    assert_eq!(reached, 3, "first try and two retries");
+}

@@ -354,18 +354,37 @@ routes:
 #[tokio::test]
 async fn api_key_filter_guards_a_route_and_is_not_forwarded() {
     let b = backend("b").await;
-    let gw = start(&cfg(b.addr, r#"
+    let gw = start(&cfg(
+        b.addr,
+        r#"
 routes:
   - id: keyed
     upstream: BACKEND
     filters: [ { api_key: { keys: [ "k-one", "k-two" ] } } ]
-"#)).await;
+"#,
+    ))
+    .await;
     assert_eq!(get_path(gw.addr, "/").await.status, 401);
-    let bad = send(get(gw.addr, "/").header("x-api-key", "k-on").body(Full::default()).unwrap()).await;
+    let bad = send(
+        get(gw.addr, "/")
+            .header("x-api-key", "k-on")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(bad.status, 401);
     assert_eq!(bad.headers["www-authenticate"], "ApiKey");
-    let ok = send(get(gw.addr, "/").header("x-api-key", "k-two").body(Full::default()).unwrap()).await;
+    let ok = send(
+        get(gw.addr, "/")
+            .header("x-api-key", "k-two")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(ok.status, 200);
-    assert!(ok.seen("x-api-key").is_none(), "the key must not reach the upstream");
+    assert!(
+        ok.seen("x-api-key").is_none(),
+        "the key must not reach the upstream"
+    );
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

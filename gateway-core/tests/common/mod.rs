@@ -36,6 +36,7 @@ pub struct Backend {
 }
 
 struct BackendState {
+    flaky: AtomicUsize,
     name: String,
     hits: Arc<AtomicUsize>,
     release: Arc<Notify>,
@@ -79,6 +80,16 @@ async fn handle(
             }
         }
         return Ok(Response::new(full(format!("received {total}"))));
+    }
+    if let Some(n) = path.strip_prefix("/flaky/") {
+        // The first `n` calls answer 503, later ones 200.
+        let seen = st.flaky.fetch_add(1, Ordering::SeqCst);
+        let n: usize = n.parse().unwrap();
+        let mut r = Response::new(full(format!("flaky call {seen}")));
+        if seen < n {
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        return Ok(r);
     }
     if path == "/hang" {
         let _ = st.hung_tx.send(());
@@ -153,6 +164,7 @@ pub async fn backend(name: &str) -> Backend {
     let (first_tx, first_rx) = mpsc::unbounded_channel();
     let (hung_tx, hung_rx) = mpsc::unbounded_channel();
     let st = Arc::new(BackendState {
+        flaky: AtomicUsize::new(0),
         name: name.to_owned(),
         hits: hits.clone(),
         release: release.clone(),
