@@ -12,10 +12,12 @@ use std::task::{Context, Poll, ready};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use palisade_breaker::circuit::BreakerRegistry;
 
 use palisade_breaker::HttpClassifier;
@@ -351,7 +353,19 @@ impl GatewayConnection {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let upgrade = match upgrade_protocol(&parts) {
+            Some(proto) if route.protocol == Protocol::Http1 => {
+                parts.extensions.remove::<OnUpgrade>().map(|on| (on, proto))
+            }
+            _ => None,
+        };
         forward::strip_hop_by_hop(&mut parts.headers);
+        if let Some((_, proto)) = &upgrade {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, proto.clone());
+        }
         forward::add_forwarded(
             &mut parts.headers,
             self.remote,
@@ -442,6 +456,7 @@ impl GatewayConnection {
                 route,
                 request_id,
                 start,
+                upgrade,
             }),
         }
     }
@@ -460,6 +475,44 @@ struct Finish {
     route: Arc<Route>,
     request_id: HeaderValue,
     start: Instant,
+    /// The client side of an `Upgrade` request, and the protocol asked for.
+    upgrade: Option<(OnUpgrade, HeaderValue)>,
+}
+
+/// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
+/// listing `upgrade`.
+fn upgrade_protocol(parts: &http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let proto = parts.headers.get(UPGRADE)?;
+    let listed = parts.headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    listed.then(|| proto.clone())
+}
+
+/// Joins the client and upstream connections once both sides have switched protocols.
+fn tunnel(route: &str, client: OnUpgrade, upstream: OnUpgrade) {
+    let route = route.to_owned();
+    tokio::spawn(async move {
+        let (c, u) = match tokio::try_join!(client, upstream) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(%route, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let mut c = TokioIo::new(c);
+        let mut u = TokioIo::new(u);
+        match tokio::io::copy_bidirectional(&mut c, &mut u).await {
+            Ok((up, down)) => tracing::debug!(%route, up, down, "upgraded connection closed"),
+            Err(e) => tracing::debug!(%route, error = %e, "upgraded connection failed"),
+        }
+    });
 }
 
 type BreakerFuture =
@@ -625,8 +678,27 @@ impl Future for ResponseFuture {
                 },
             };
         };
-        let finish = this.finish.take().expect("polled after completion");
+        let mut finish = this.finish.take().expect("polled after completion");
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_upgrade = if switching {
+            resp.extensions_mut().remove::<OnUpgrade>()
+        } else {
+            None
+        };
         finish_head(&finish.route, &finish.request_id, &mut resp);
+        if switching {
+            match (finish.upgrade.take(), upstream_upgrade) {
+                (Some((client, proto)), Some(upstream)) => {
+                    let proto = resp.headers().get(UPGRADE).cloned().unwrap_or(proto);
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                    resp.headers_mut().insert(UPGRADE, proto);
+                    tunnel(&finish.route.id, client, upstream);
+                }
+                // A 101 to a request that did not ask for one cannot be honoured.
+                _ => resp = local(StatusCode::BAD_GATEWAY, "unexpected protocol switch\n"),
+            }
+        }
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);
         tracing::debug!(

@@ -52,7 +52,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let svc = gateway.connection(remote);
         let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -384,3 +384,51 @@ async fn lb_upstream_goes_through_the_resolver_service() {
         .unwrap_err();
     assert!(err.message().contains("unknown service `nope`"), "{err}");
 }
+
+#[tokio::test]
+async fn upgrade_is_tunnelled_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("b").await;
+    let gw = start(&one_route(b.addr, "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(WAIT, s.read_exact(&mut byte))
+            .await
+            .expect("no 101")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    for msg in [&b"ping"[..], b"second frame"] {
+        s.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; 5 + msg.len()];
+        tokio::time::timeout(WAIT, s.read_exact(&mut buf))
+            .await
+            .expect("no echo")
+            .unwrap();
+        assert_eq!(&buf[..5], b"echo:");
+        assert_eq!(&buf[5..], msg);
+    }
+}
+
+#[tokio::test]
+async fn upgrade_without_connection_upgrade_is_not_forwarded() {
+    let b = backend("b").await;
+    let gw = start(&one_route(b.addr, "")).await;
+    // `Upgrade` alone is hop-by-hop noise: stripped, so the backend sees a plain request.
+    let resp = raw(
+        gw.addr,
+        b"GET /plain HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    assert!(!resp.contains("\"upgrade\""), "{resp}");
+}

@@ -91,6 +91,37 @@ async fn handle(
         }
         return Ok(r);
     }
+    if path == "/upgrade" {
+        // A raw echo protocol after `101`: enough to prove the tunnel both ways.
+        let proto = req.headers().get("upgrade").cloned();
+        let on = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                loop {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut out = b"echo:".to_vec();
+                            out.extend_from_slice(&buf[..n]);
+                            if io.write_all(&out).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        if let Some(p) = proto {
+            r.headers_mut().insert("upgrade", p);
+        }
+        return Ok(r);
+    }
     if path == "/hang" {
         let _ = st.hung_tx.send(());
         std::future::pending::<()>().await;
@@ -180,7 +211,7 @@ pub async fn backend(name: &str) -> Backend {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |r| handle(st.clone(), peer, r));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
                     .await;
             });
         }
