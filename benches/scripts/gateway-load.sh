@@ -121,7 +121,7 @@ $SRV_PIN "$GATEWAY_BIN" "$WORK/gw-typical.yaml" --workers "$WORKERS" 2>"$WORK/gw
 for p in $P_BE $P_NG $P_HA $P_GW $P_GT; do
   ok=0
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$p/"; then ok=1; break; fi
+    if curl -fs -o /dev/null "http://127.0.0.1:$p/"; then ok=1; break; fi
     sleep 0.1
   done
   [ $ok = 1 ] || { echo "error: nothing answers on 127.0.0.1:$p" >&2; cat "$WORK"/*.log "$WORK/nginx/stderr" >&2 || true; exit 1; }

@@ -257,6 +257,37 @@ pub enum FilterConfig {
     /// Requires one of the listed API keys in a header (`401` otherwise); the header is not
     /// forwarded upstream.
     ApiKey(ApiKey),
+    /// Requires a valid HS256 JWT in `Authorization: Bearer` (`401` otherwise).
+    Jwt(JwtConfig),
+}
+
+/// HS256 JWT check. The secret comes from `secret_env` (an environment variable, read when the
+/// routes load) or, for tests, `secret`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Environment variable holding the HMAC secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The HMAC secret inline.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Required `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud` (string or one of an array).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Whether `exp` must be present (default true).
+    #[serde(default = "yes")]
+    pub require_exp: bool,
+    /// Clock skew allowed on `exp`/`nbf`.
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// API key check.

@@ -83,6 +83,7 @@ pub(crate) enum RequestFilter {
     SetPath(PathTemplate),
     Respond(FixedAnswer),
     ApiKey(HeaderName, Vec<Bytes>),
+    Jwt(Box<crate::jwt::JwtValidator>),
 }
 
 /// Compares in time that depends on the lengths only.
@@ -214,6 +215,27 @@ pub(crate) fn compile(
                     k.keys.iter().map(|k| Bytes::from(k.clone())).collect(),
                 ))
             }
+            FilterConfig::Jwt(j) => {
+                let secret = match (&j.secret, &j.secret_env) {
+                    (Some(s), None) => s.clone(),
+                    (None, Some(var)) => std::env::var(var).map_err(|_| {
+                        format!("jwt.secret_env: environment variable `{var}` is not set")
+                    })?,
+                    _ => {
+                        return Err("jwt needs exactly one of `secret` and `secret_env`".to_owned());
+                    }
+                };
+                if secret.len() < 16 {
+                    return Err("jwt secret must be at least 16 bytes".to_owned());
+                }
+                req.push(RequestFilter::Jwt(Box::new(crate::jwt::JwtValidator::new(
+                    secret.as_bytes(),
+                    j.issuer.clone(),
+                    j.audience.clone(),
+                    j.require_exp,
+                    j.leeway.map_or(0, |d| d.as_secs()),
+                ))))
+            }
             FilterConfig::FixedResponse(f) => {
                 req.push(RequestFilter::Respond(FixedAnswer::from_config(f)))
             }
@@ -279,6 +301,30 @@ pub(crate) fn apply_request<'p>(
             }
             RequestFilter::SetPath(t) => *path = Cow::Owned(t.render(matched, caps)),
             RequestFilter::Respond(a) => return Some(a.response()),
+            RequestFilter::Jwt(v) => {
+                let token = headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.strip_prefix("Bearer "));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let verdict = token.map_or(Err(crate::jwt::JwtError::Missing), |t| {
+                    v.validate(t.trim(), now)
+                });
+                if let Err(e) = verdict {
+                    tracing::debug!(error = ?e, "jwt refused");
+                    let mut r = Response::new(GatewayBody::full(Bytes::from_static(
+                        b"missing or invalid token\n",
+                    )));
+                    *r.status_mut() = StatusCode::UNAUTHORIZED;
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    );
+                    return Some(r);
+                }
+            }
             RequestFilter::ApiKey(name, keys) => {
                 let given = headers.get(name).map(|v| v.as_bytes());
                 // Check every key so timing does not reveal which one is close.

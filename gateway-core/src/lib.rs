@@ -25,6 +25,7 @@ pub mod body;
 pub mod config;
 pub mod filter;
 pub mod forward;
+pub mod jwt;
 pub mod path;
 mod proxy;
 pub mod reload;

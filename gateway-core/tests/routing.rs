@@ -388,3 +388,73 @@ routes:
     );
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+fn hs256(secret: &[u8], claims: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::Mac;
+    let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let p = URL_SAFE_NO_PAD.encode(claims);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{h}.{p}").as_bytes());
+    format!(
+        "{h}.{p}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[tokio::test]
+async fn jwt_filter_accepts_valid_tokens_only() {
+    let b = backend("b").await;
+    let gw = start(&cfg(b.addr, r#"
+routes:
+  - id: jwt
+    upstream: BACKEND
+    filters: [ { jwt: { secret: "0123456789abcdef-route-secret", issuer: palisade, audience: api } } ]
+"#)).await;
+    let secret = b"0123456789abcdef-route-secret";
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let good = hs256(
+        secret,
+        &format!(r#"{{"iss":"palisade","aud":"api","exp":{exp}}}"#),
+    );
+    let bearer = |t: &str| {
+        send(
+            get(gw.addr, "/")
+                .header("authorization", format!("Bearer {t}"))
+                .body(Full::default())
+                .unwrap(),
+        )
+    };
+    assert_eq!(bearer(&good).await.status, 200);
+    let expired = hs256(secret, r#"{"iss":"palisade","aud":"api","exp":1000}"#);
+    assert_eq!(bearer(&expired).await.status, 401);
+    let wrong_key = hs256(
+        b"another-secret-of-enough-len",
+        &format!(r#"{{"iss":"palisade","aud":"api","exp":{exp}}}"#),
+    );
+    assert_eq!(bearer(&wrong_key).await.status, 401);
+    let wrong_aud = hs256(
+        secret,
+        &format!(r#"{{"iss":"palisade","aud":"web","exp":{exp}}}"#),
+    );
+    assert_eq!(bearer(&wrong_aud).await.status, 401);
+    // alg=none with the signature dropped.
+    let none = format!("eyJhbGciOiJub25lIn0.{}.", good.split('.').nth(1).unwrap());
+    let r = bearer(&none).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    assert_eq!(get_path(gw.addr, "/").await.status, 401);
+    assert_eq!(
+        b.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the valid token got through"
+    );
+}
