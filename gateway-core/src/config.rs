@@ -47,6 +47,9 @@ pub struct GatewayConfig {
     /// Request limits on the proxy listener (read at start).
     #[serde(default)]
     pub limits: Limits,
+    /// Redis for cluster-wide rate limits (`redis://127.0.0.1:6379`), read at start.
+    #[serde(default)]
+    pub redis: Option<String>,
     /// How long graceful shutdown waits for in-flight requests.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -130,6 +133,9 @@ pub struct RouteConfig {
     /// All must hold for the route to match.
     #[serde(default)]
     pub predicates: Predicates,
+    /// Cluster-wide rate limit (needs the gateway's Redis).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
     /// Retries of bodiless idempotent requests.
     #[serde(default)]
     pub retry: Option<RetryConfig>,
@@ -139,6 +145,22 @@ pub struct RouteConfig {
     /// Applied in order; each is a one-key map (`- strip_prefix: 1`).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
+}
+
+/// A token bucket per client on Redis: `burst` tokens, refilled at `replenish_rate` per second.
+/// Answers `429` with `Retry-After` when empty; every answer carries `RateLimit-Limit` and
+/// `RateLimit-Remaining`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Tokens per second (may be below 1).
+    pub replenish_rate: f64,
+    /// Bucket size.
+    pub burst: u64,
+    /// Header naming the client (an API key, a user id); default: the client IP. When the
+    /// header is absent the client IP is used.
+    #[serde(default)]
+    pub key_header: Option<Name>,
 }
 
 /// Retry policy: only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and only
@@ -677,6 +699,16 @@ impl GatewayConfig {
                         format!("{} is not a redirect status", rd.status.0.as_u16()),
                     ));
                 }
+            }
+            if let Some(rl) = &r.rate_limit
+                && !(rl.replenish_rate > 0.0 && rl.replenish_rate.is_finite() && rl.burst > 0)
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].rate_limit"),
+                    "replenish_rate and burst must be positive".into(),
+                ));
             }
             if let Some(rt) = &r.retry
                 && !(1..=5).contains(&rt.attempts)

@@ -28,6 +28,7 @@ pub mod forward;
 pub mod jwt;
 pub mod path;
 mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod route;
 mod server;

@@ -55,6 +55,7 @@ pub(crate) struct Shared {
     seed: Option<AtomicU64>,
     reload_tx: watch::Sender<ReloadStatus>,
     breakers: BreakerStore,
+    limiter: Option<crate::ratelimit::RedisLimiter>,
 }
 
 /// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
@@ -80,6 +81,7 @@ pub struct GatewayBuilder {
     file: std::path::PathBuf,
     resolver: Option<Arc<dyn UpstreamResolver>>,
     seed: Option<u64>,
+    limiter: Option<crate::ratelimit::RedisLimiter>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -94,6 +96,11 @@ impl GatewayBuilder {
     /// Resolves `lb://name` upstreams.
     pub fn resolver(mut self, r: Arc<dyn UpstreamResolver>) -> Self {
         self.resolver = Some(r);
+        self
+    }
+    /// The Redis connection for `rate_limit` routes.
+    pub fn redis(mut self, limiter: crate::ratelimit::RedisLimiter) -> Self {
+        self.limiter = Some(limiter);
         self
     }
     /// Seeds the per-request randomness (weighted splits, generated ids) for repeatable tests.
@@ -118,6 +125,7 @@ impl GatewayBuilder {
                 breakers: &breakers,
                 clients: &clients,
                 resolver: self.resolver.as_deref(),
+                limiter: self.limiter.as_ref(),
                 file: &self.file,
                 version: 0,
             },
@@ -133,6 +141,7 @@ impl GatewayBuilder {
                 seed: self.seed.map(AtomicU64::new),
                 reload_tx,
                 breakers,
+                limiter: self.limiter,
             }),
         })
     }
@@ -146,6 +155,7 @@ impl Gateway {
             file: "<config>".into(),
             resolver: None,
             seed: None,
+            limiter: None,
         }
     }
 
@@ -179,6 +189,7 @@ impl Gateway {
                 breakers: &self.shared.breakers,
                 clients: &self.shared.clients,
                 resolver: self.shared.resolver.as_deref(),
+                limiter: self.shared.limiter.as_ref(),
                 file: file.as_ref(),
                 version,
             },
@@ -375,6 +386,16 @@ impl GatewayConnection {
         let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
         forward::propagate_trace(&mut parts.headers, &mut rng);
 
+        // The rate-limit key is read before the filters, which may remove its header.
+        let limit_key = route.rate_limit.as_ref().map(|rl| {
+            let client = rl
+                .key_header
+                .as_ref()
+                .and_then(|h| parts.headers.get(h))
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| self.remote.ip().to_string(), str::to_owned);
+            format!("palisade:rl:{}:{client}", route.id)
+        });
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
         if let Some(mut resp) = filter::apply_request(
             &route.request_filters,
@@ -448,7 +469,13 @@ impl GatewayConnection {
             parts,
             RequestBody::new(body, self.shared.limits.max_body_bytes),
         );
-        let state = State::call(&route, req);
+        let state = match (&route.rate_limit, limit_key) {
+            (Some(rl), Some(key)) => State::Limiting {
+                fut: rl.limiter.take(key, rl.rate, rl.burst),
+                req: Some(req),
+            },
+            _ => State::call(&route, req),
+        };
         ResponseFuture {
             state,
             retry,
@@ -457,6 +484,7 @@ impl GatewayConnection {
                 request_id,
                 start,
                 upgrade,
+                limit: None,
             }),
         }
     }
@@ -471,12 +499,17 @@ fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<Gate
         .insert(forward::X_REQUEST_ID.clone(), request_id.clone());
 }
 
+static RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+
 struct Finish {
     route: Arc<Route>,
     request_id: HeaderValue,
     start: Instant,
     /// The client side of an `Upgrade` request, and the protocol asked for.
     upgrade: Option<(OnUpgrade, HeaderValue)>,
+    /// (bucket size, tokens left) from the rate limiter.
+    limit: Option<(u64, i64)>,
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
@@ -524,6 +557,7 @@ pin_project! {
         Local { resp: Option<Response<GatewayBody>> },
         Direct { #[pin] fut: UpstreamFuture },
         Breaker { #[pin] fut: BreakerFuture },
+        Limiting { fut: crate::ratelimit::VerdictFuture, req: Option<Request<RequestBody>> },
     }
 }
 
@@ -625,6 +659,39 @@ impl Future for ResponseFuture {
         let mut this = self.project();
         let mut resp = loop {
             let attempt = match this.state.as_mut().project() {
+                StateProj::Limiting { fut, req } => {
+                    let verdict = ready!(fut.as_mut().poll(cx));
+                    let req = req.take().expect("polled after completion");
+                    let finish = this.finish.as_mut().expect("polled after completion");
+                    let rl = finish
+                        .route
+                        .rate_limit
+                        .as_ref()
+                        .expect("limiting state has a limit");
+                    match verdict {
+                        Ok((allowed, left)) => {
+                            finish.limit = Some((rl.burst, left));
+                            if allowed == 1 {
+                                let next = State::call(&finish.route, req);
+                                this.state.set(next);
+                                continue;
+                            }
+                            let mut r =
+                                local(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
+                            let wait = (1.0 / rl.rate).ceil().max(1.0) as u64;
+                            r.headers_mut()
+                                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+                            Attempt::Answered(r)
+                        }
+                        Err(e) => {
+                            // Fail open: a Redis outage must not take the routes down.
+                            tracing::debug!(route = %finish.route.id, error = %e, "rate limiter unavailable; letting through");
+                            let next = State::call(&finish.route, req);
+                            this.state.set(next);
+                            continue;
+                        }
+                    }
+                }
                 StateProj::Local { resp } => {
                     return Poll::Ready(Ok(resp.take().expect("polled after completion")));
                 }
@@ -686,6 +753,12 @@ impl Future for ResponseFuture {
             None
         };
         finish_head(&finish.route, &finish.request_id, &mut resp);
+        if let Some((limit, left)) = finish.limit {
+            resp.headers_mut()
+                .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+            resp.headers_mut()
+                .insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(left.max(0)));
+        }
         if switching {
             match (finish.upgrade.take(), upstream_upgrade) {
                 (Some((client, proto)), Some(upstream)) => {

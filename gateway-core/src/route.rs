@@ -73,12 +73,22 @@ pub(crate) struct RouteBreaker {
     pub(crate) fallback: filter::FixedAnswer,
 }
 
+/// A route's rate limit.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteLimit {
+    pub(crate) limiter: crate::ratelimit::RedisLimiter,
+    pub(crate) rate: f64,
+    pub(crate) burst: u64,
+    pub(crate) key_header: Option<http::HeaderName>,
+}
+
 /// What [`Router::build`] needs besides the config.
 pub(crate) struct BuildCtx<'a> {
     pub(crate) stats: &'a StatsRegistry,
     pub(crate) breakers: &'a BreakerStore,
     pub(crate) clients: &'a Arc<Clients>,
     pub(crate) resolver: Option<&'a dyn UpstreamResolver>,
+    pub(crate) limiter: Option<&'a crate::ratelimit::RedisLimiter>,
     pub(crate) file: &'a std::path::Path,
     pub(crate) version: u64,
 }
@@ -106,6 +116,7 @@ pub struct Route {
     pub(crate) upstream: Upstream,
     pub(crate) call: UpstreamCall,
     pub(crate) breaker: Option<RouteBreaker>,
+    pub(crate) rate_limit: Option<RouteLimit>,
     /// (extra attempts, retried statuses).
     pub(crate) retry: Option<(u32, Vec<u16>)>,
     pub(crate) protocol: Protocol,
@@ -305,6 +316,23 @@ impl Router {
                     })
                 }
             };
+            let rate_limit = match &rc.rate_limit {
+                None => None,
+                Some(rl) => Some(RouteLimit {
+                    limiter: ctx
+                        .limiter
+                        .ok_or_else(|| {
+                            err(
+                                "rate_limit",
+                                "rate_limit needs a Redis connection (top-level `redis`)".into(),
+                            )
+                        })?
+                        .clone(),
+                    rate: rl.replenish_rate,
+                    burst: rl.burst,
+                    key_header: rl.key_header.as_ref().map(|h| h.0.clone()),
+                }),
+            };
             let weight = match &rc.predicates.weight {
                 None => None,
                 Some(w) => {
@@ -341,6 +369,7 @@ impl Router {
                 upstream,
                 call,
                 breaker,
+                rate_limit,
                 retry: rc.retry.as_ref().map(|r| (r.attempts, r.statuses.clone())),
                 protocol: rc.protocol,
                 preserve_host: rc.preserve_host,

@@ -182,11 +182,16 @@ async fn absolute_form_and_garbage_request_lines() {
 async fn slow_header_senders_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let b = backend("b").await;
-    let yaml = format!("limits: {{ header_read_timeout: 300ms }}\nroutes:\n  - id: r\n    upstream: http://{}\n", b.addr);
+    let yaml = format!(
+        "limits: {{ header_read_timeout: 300ms }}\nroutes:\n  - id: r\n    upstream: http://{}\n",
+        b.addr
+    );
     let gw = start(&yaml).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     // Half a request head, then silence.
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let n = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
@@ -195,6 +200,9 @@ async fn slow_header_senders_are_cut_off() {
     assert!(n.is_ok() || buf.is_empty());
     let text = String::from_utf8_lossy(&buf);
     assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(started.elapsed() >= std::time::Duration::from_millis(250), "closed too early");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "closed too early"
+    );
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -44,7 +44,17 @@ fn main() -> ExitCode {
     }
     let rt = rt.enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let gateway = match Gateway::builder(cfg.clone()).file(&file).build() {
+        let mut builder = Gateway::builder(cfg.clone()).file(&file);
+        if let Some(url) = &cfg.redis {
+            match palisade_gateway::ratelimit::RedisLimiter::connect(url).await {
+                Ok(l) => builder = builder.redis(l),
+                Err(e) => {
+                    eprintln!("error: cannot connect to Redis at {url}: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        let gateway = match builder.build() {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");
