@@ -8,8 +8,9 @@
 #             gateway (--workers 1) on CPU1
 #   unpinned: no pinning; 2 workers/threads each
 # env: NICE=-15 (written to /proc/self/autogroup when allowed), SKIP_BUILD=1, CONNS=64,
-#      BASE_PORT=28180 (uses BASE_PORT..BASE_PORT+4)
-# Needs: wrk, nginx, haproxy (Debian: apt-get install -y --no-install-recommends nginx-light haproxy wrk).
+#      BASE_PORT=28180 (uses BASE_PORT..BASE_PORT+6)
+# Needs: wrk, nginx, haproxy, redis-server (Debian: apt-get install -y --no-install-recommends
+# nginx-light haproxy wrk redis-server).
 set -euo pipefail
 MODE=${1:-pinned}
 ROUNDS=${2:-3}
@@ -20,7 +21,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN="$TARGET_DIR/release"
 
-for tool in wrk nginx haproxy taskset; do
+for tool in wrk nginx haproxy redis-server redis-cli taskset; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found (apt-get install -y --no-install-recommends nginx-light haproxy wrk)" >&2; exit 1; }
 done
 
@@ -35,7 +36,8 @@ GATEWAY_BIN="$BIN/palisade-gateway"
 if [ -n "${NICE:-}" ]; then echo "$NICE" > /proc/self/autogroup 2>/dev/null || echo "note: could not set autogroup nice" >&2; fi
 
 P_BE=$BASE_PORT; P_NG=$((BASE_PORT+1)); P_HA=$((BASE_PORT+2)); P_GW=$((BASE_PORT+3)); P_GT=$((BASE_PORT+4))
-for p in $P_BE $P_NG $P_HA $P_GW $P_GT; do
+P_GR=$((BASE_PORT+5)); P_RD=$((BASE_PORT+6))
+for p in $P_BE $P_NG $P_HA $P_GW $P_GT $P_GR $P_RD; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "error: port $p is taken; set BASE_PORT" >&2; exit 1; fi
 done
 
@@ -112,13 +114,24 @@ routes:
       fallback: { status: 503, body: "resting" }
 GW
 
+# Typical chain plus a cluster-wide rate limit: one Redis token-bucket script call per request
+# (a bucket large enough never to refuse), Redis on the server CPU.
+sed -e "s/$P_GT/$P_GR/" -e 's/^  - id: api$/  - id: api-rl/' "$WORK/gw-typical.yaml" > "$WORK/gw-typical-rl.yaml"
+cat >> "$WORK/gw-typical-rl.yaml" <<GW
+    rate_limit: { replenish_rate: 10000000, burst: 100000000 }
+redis: redis://127.0.0.1:$P_RD
+GW
+
+$SRV_PIN redis-server --bind 127.0.0.1 --port "$P_RD" --save "" --appendonly no >"$WORK/redis.log" 2>&1 & PID_RD=$!; PIDS+=($PID_RD)
+for _ in $(seq 1 50); do [ "$(redis-cli -p "$P_RD" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 $SRV_PIN "$BACKEND_BIN" "127.0.0.1:$P_BE" "$WORKERS" & PID_BE=$!; PIDS+=($PID_BE)
 $SRV_PIN nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr" & PID_NG=$!; PIDS+=($PID_NG)
 $SRV_PIN haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 & PID_HA=$!; PIDS+=($PID_HA)
 $SRV_PIN "$GATEWAY_BIN" "$WORK/gw-empty.yaml" --workers "$WORKERS" 2>"$WORK/gw-empty.log" & PID_GW=$!; PIDS+=($PID_GW)
 $SRV_PIN "$GATEWAY_BIN" "$WORK/gw-typical.yaml" --workers "$WORKERS" 2>"$WORK/gw-typical.log" & PID_GT=$!; PIDS+=($PID_GT)
+$SRV_PIN "$GATEWAY_BIN" "$WORK/gw-typical-rl.yaml" --workers "$WORKERS" 2>"$WORK/gw-typical-rl.log" & PID_GR=$!; PIDS+=($PID_GR)
 
-for p in $P_BE $P_NG $P_HA $P_GW $P_GT; do
+for p in $P_BE $P_NG $P_HA $P_GW $P_GT $P_GR; do
   ok=0
   for _ in $(seq 1 100); do
     if curl -fs -o /dev/null "http://127.0.0.1:$p/"; then ok=1; break; fi
@@ -141,9 +154,9 @@ to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} e
 
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
-declare -A URL=( [direct]=$P_BE [nginx]=$P_NG [haproxy]=$P_HA [gateway-min]=$P_GW [gateway-typical]=$P_GT )
-declare -A PROXY=( [direct]="" [nginx]=$PID_NG [haproxy]=$PID_HA [gateway-min]=$PID_GW [gateway-typical]=$PID_GT )
-ORDER=(direct nginx haproxy gateway-min gateway-typical)
+declare -A URL=( [direct]=$P_BE [nginx]=$P_NG [haproxy]=$P_HA [gateway-min]=$P_GW [gateway-typical]=$P_GT [gateway-typical-rl]=$P_GR )
+declare -A PROXY=( [direct]="" [nginx]=$PID_NG [haproxy]=$PID_HA [gateway-min]=$PID_GW [gateway-typical]=$PID_GT [gateway-typical-rl]=$PID_GR )
+ORDER=(direct nginx haproxy gateway-min gateway-typical gateway-typical-rl)
 for round in $(seq 1 "$ROUNDS"); do
   for t in "${ORDER[@]}"; do
     be0=$(cpu_of $PID_BE); px0=0; [ -n "${PROXY[$t]}" ] && px0=$(cpu_of "${PROXY[$t]}")
@@ -176,7 +189,7 @@ for t in "${ORDER[@]}"; do
   printf '| %s | %s (%s-%s) | %s | %s |\n' "$t" "$r" "$lo" "$hi" "$p" "$u"
 done
 echo
-for g in gateway-min gateway-typical; do
+for g in gateway-min gateway-typical gateway-typical-rl; do
   awk -v g="$g" -v a="${MED[$g]}" -v n="${MED[nginx]}" -v h="${MED[haproxy]}" \
     'BEGIN{ printf "%s: %.2fx nginx, %.2fx haproxy (req/s)\n", g, a/n, a/h }'
 done
