@@ -50,6 +50,11 @@ pub struct GatewayConfig {
     /// Redis for cluster-wide rate limits (`redis://127.0.0.1:6379`), read at start.
     #[serde(default)]
     pub redis: Option<String>,
+    /// Keep the client's `X-Forwarded-*`/`Forwarded` and append to them (only behind another
+    /// proxy you trust). Default `false`: the edge drops them and writes its own, so a client
+    /// cannot spoof its address to the upstreams. Read at start.
+    #[serde(default)]
+    pub trust_forwarded: bool,
     /// How long graceful shutdown waits for in-flight requests.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,

@@ -52,6 +52,19 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Removes the client's `X-Forwarded-For`, `-Proto`, `-Host` and `Forwarded` (they are the
+/// client's claims, not facts, at the edge).
+pub fn drop_forwarded(h: &mut HeaderMap) {
+    for n in [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &FORWARDED,
+    ] {
+        h.remove(n);
+    }
+}
+
 /// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (the latter only if absent).
 pub fn add_forwarded(

@@ -50,6 +50,7 @@ pub(crate) struct Shared {
     router: ArcSwap<Router>,
     clients: Arc<Clients>,
     limits: Limits,
+    trust_forwarded: bool,
     pub(crate) stats: StatsRegistry,
     resolver: Option<Arc<dyn UpstreamResolver>>,
     seed: Option<AtomicU64>,
@@ -136,6 +137,7 @@ impl GatewayBuilder {
                 router: ArcSwap::from_pointee(router),
                 clients,
                 limits: self.config.limits,
+                trust_forwarded: self.config.trust_forwarded,
                 stats,
                 resolver: self.resolver,
                 seed: self.seed.map(AtomicU64::new),
@@ -376,6 +378,9 @@ impl GatewayConnection {
                 .headers
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, proto.clone());
+        }
+        if !self.shared.trust_forwarded {
+            forward::drop_forwarded(&mut parts.headers);
         }
         forward::add_forwarded(
             &mut parts.headers,

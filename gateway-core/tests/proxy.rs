@@ -28,22 +28,22 @@ async fn forwarded_headers_and_request_id() {
         get(gw.addr, "/x")
             .header("host", "front.example:8443")
             .header("x-forwarded-for", "203.0.113.9")
+            .header("x-forwarded-host", "spoofed.example")
+            .header("forwarded", "for=203.0.113.9")
             .body(Full::default())
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        r.seen("x-forwarded-for").as_deref(),
-        Some("203.0.113.9, 127.0.0.1")
-    );
+    // At the edge the client's claims are dropped, not extended.
+    assert_eq!(r.seen("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(
         r.seen("x-forwarded-host").as_deref(),
         Some("front.example:8443")
     );
     assert_eq!(
-        r.seen("forwarded").as_deref(),
-        Some("for=127.0.0.1;proto=http;host=\"front.example:8443\"")
+        r.json()["headers"]["forwarded"],
+        serde_json::json!(["for=127.0.0.1;proto=http;host=\"front.example:8443\""])
     );
     assert_eq!(
         r.seen("host"),
@@ -71,6 +71,31 @@ async fn forwarded_headers_and_request_id() {
         "a sane incoming id is kept"
     );
     assert_eq!(r.headers["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn trusted_forwarded_headers_are_appended_to() {
+    let b = backend("b").await;
+    let gw = start(&format!("trust_forwarded: true\n{}", one_route(b.addr, ""))).await;
+    let r = send(
+        get(gw.addr, "/x")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("forwarded", "for=203.0.113.9")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.seen("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(r.json()["headers"]["forwarded"][0], "for=203.0.113.9");
+    assert!(
+        r.json()["headers"]["forwarded"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("for=127.0.0.1;proto=http")
+    );
 }
 
 #[tokio::test]
