@@ -51,7 +51,14 @@ async fn start_instance(name: &'static str) -> Instance {
             conns.spawn(async move {
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
-                    let id: u64 = req.uri().path().rsplit('/').next().unwrap().parse().unwrap();
+                    let id: u64 = req
+                        .uri()
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
                     let body = serde_json::json!({ "id": id, "served_by": name }).to_string();
                     async move {
                         Ok::<_, Infallible>(
@@ -109,26 +116,44 @@ async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
         ..Default::default()
     })
     .unwrap();
-    registry.register(&instance_info("a", a.addr)).await.unwrap();
-    registry.register(&instance_info("b", b.addr)).await.unwrap();
+    registry
+        .register(&instance_info("a", a.addr))
+        .await
+        .unwrap();
+    registry
+        .register(&instance_info("b", b.addr))
+        .await
+        .unwrap();
     registry.refresh().await.unwrap();
 
     // Registry Discover -> one transport per instance -> balancer -> client stack.
     let transport = TransportConfig::default().build();
+    // Attempts sent to each instance, counted below the balancer (so retries count too).
+    let attempts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    let counted = attempts.clone();
     let transports = registry.discover_app("CATALOG").map(move |change| {
         change.map(|c| match c {
             Change::Insert(id, e) => {
                 let addr = e.socket_addr().expect("UP instances have an address");
                 let base = BaseUrl::parse(&format!("http://{addr}")).unwrap();
-                Change::Insert(id, SetBaseUrlLayer::new(Some(base)).layer(transport.clone()))
+                let counted = counted.clone();
+                let name = id.clone();
+                let svc = tower::util::MapRequestLayer::new(move |req| {
+                    *counted.lock().unwrap().entry(name.clone()).or_default() += 1;
+                    req
+                })
+                .layer(SetBaseUrlLayer::new(Some(base)).layer(transport.clone()));
+                Change::Insert(id, svc)
             }
             Change::Remove(id) => Change::Remove(id),
         })
     });
-    let balance = Balance::builder(WithMetadata::new(transports, |_: &String, _: &_| Metadata::new()))
-        .config(BalancerConfig::with_policy(Policy::RoundRobin))
-        .build()
-        .unwrap();
+    let balance = Balance::builder(WithMetadata::new(transports, |_: &String, _: &_| {
+        Metadata::new()
+    }))
+    .config(BalancerConfig::with_policy(Policy::RoundRobin))
+    .build()
+    .unwrap();
     // The buffer makes the balancer cloneable (the client's retry clones the stack per call).
     let balanced = Buffer::new(balance, 64);
     let stack = StackBuilder::new("catalog")
@@ -143,13 +168,18 @@ async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
         assert_eq!(t.id, id);
         *served.entry(t.served_by).or_default() += 1;
     }
-    assert_eq!(served.len(), 2, "both registered instances serve: {served:?}");
+    assert_eq!(
+        served.len(),
+        2,
+        "both registered instances serve: {served:?}"
+    );
 
     // Kill instance a (listener and open connections). It is still registered: the balancer
     // keeps picking it, and every such call must fail over to b through the retry.
     a.task.abort();
     let _ = a.task.await;
     let b_before = b.hits.load(Ordering::SeqCst);
+    let a_attempts_before = attempts.lock().unwrap().get("a").copied().unwrap_or(0);
     for id in 100..130 {
         let Json(t): Json<Title> = catalog
             .title(id)
@@ -157,7 +187,16 @@ async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
             .unwrap_or_else(|e| panic!("request {id} failed after the kill: {e:?}"));
         assert_eq!((t.id, t.served_by.as_str()), (id, "b"));
     }
-    assert_eq!(b.hits.load(Ordering::SeqCst) - b_before, 30, "b served every request once");
+    assert_eq!(
+        b.hits.load(Ordering::SeqCst) - b_before,
+        30,
+        "b served every request once"
+    );
+    let a_attempts = attempts.lock().unwrap()["a"] - a_attempts_before;
+    assert!(
+        a_attempts >= 10,
+        "{a_attempts} attempts went to the dead instance and were retried"
+    );
 
     // a is deregistered: after the next fetch the Discover stream removes it, and the balancer
     // sends everything straight to b (no failed attempt, so no retry is needed).

@@ -1,0 +1,178 @@
+//! Body types: both stream; nothing is buffered.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+
+/// The error type at service boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// A response body: the upstream's, streamed through, or one the gateway wrote.
+    pub struct GatewayBody {
+        #[pin]
+        inner: Inner,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner {
+        Upstream { #[pin] body: Incoming },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl GatewayBody {
+    /// A body of fixed bytes.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data: Bytes = data.into();
+        GatewayBody {
+            inner: Inner::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+    /// An empty body.
+    pub fn empty() -> Self {
+        GatewayBody {
+            inner: Inner::Full { data: None },
+        }
+    }
+    /// The upstream's body, streamed through.
+    pub fn upstream(body: Incoming) -> Self {
+        GatewayBody {
+            inner: Inner::Upstream { body },
+        }
+    }
+}
+
+impl fmt::Debug for GatewayBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Upstream { .. } => f.write_str("GatewayBody::Upstream"),
+            Inner::Full { data } => {
+                write!(f, "GatewayBody::Full({:?})", data.as_ref().map(|d| d.len()))
+            }
+        }
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.project().inner.project() {
+            InnerProj::Upstream { body } => body.poll_frame(cx),
+            InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream { body } => body.is_end_stream(),
+            Inner::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream { body } => body.size_hint(),
+            Inner::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+/// The request body grew past the configured limit.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTooLarge;
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request body over the size limit")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// The client's request body on its way upstream, cut off with [`BodyTooLarge`] once it passes
+/// the limit; or empty (a replayed bodiless request).
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    remaining: u64,
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, limit: u64) -> Self {
+        RequestBody {
+            inner: Some(inner),
+            remaining: limit,
+        }
+    }
+    /// An empty body.
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            remaining: 0,
+        }
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    let n = d.len() as u64;
+                    if n > this.remaining {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                    this.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}

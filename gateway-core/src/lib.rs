@@ -1,0 +1,39 @@
+//! An edge gateway on hyper and tower: routes with predicates and filters, fixed upstreams over
+//! one shared connection pool (HTTP/1.1 and h2c), streaming bodies, proxy headers, trace
+//! propagation, and a routes file that hot-reloads (a bad file is refused, the old routes stay).
+//!
+//! ```no_run
+//! use palisade_gateway::{Gateway, config::GatewayConfig};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = GatewayConfig::from_yaml(r#"
+//! listen: 127.0.0.1:18080
+//! routes:
+//!   - id: api
+//!     upstream: http://127.0.0.1:19000
+//!     predicates: { path_prefix: /api }
+//!     filters: [ { strip_prefix: 1 } ]
+//! "#, "routes.yaml")?;
+//! let gateway = Gateway::builder(cfg.clone()).build()?;
+//! let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+//! palisade_gateway::serve(listener, gateway, cfg.limits, std::future::pending(), cfg.drain_timeout).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod filter;
+pub mod forward;
+pub mod jwt;
+pub mod path;
+mod proxy;
+pub mod ratelimit;
+pub mod reload;
+pub mod route;
+mod server;
+pub mod upstream;
+
+pub use body::{BoxError, GatewayBody};
+pub use proxy::{Gateway, GatewayBuilder, GatewayConnection, ReloadStatus, ResponseFuture};
+pub use server::serve;

@@ -1,0 +1,816 @@
+//! The proxy service.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING, UPGRADE};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use palisade_breaker::circuit::BreakerRegistry;
+
+use palisade_breaker::HttpClassifier;
+use pin_project_lite::pin_project;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::body::{BodyTooLarge, GatewayBody, RequestBody};
+use crate::config::{GatewayConfig, Limits, Protocol, RoutesError};
+use crate::filter;
+use crate::forward;
+use crate::path;
+use crate::route::{BreakerStore, BuildCtx, Route, Router, StatsRegistry};
+use crate::upstream::{
+    Clients, HttpClient, Upstream, UpstreamFuture, UpstreamResolver, UpstreamTimeout,
+};
+
+/// The outcome of the latest reload attempt.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// Version of the routes in use (0 = as started; +1 per accepted reload).
+    pub version: u64,
+    /// Reload attempts so far (accepted or refused).
+    pub attempts: u64,
+    /// The error of the latest attempt, if it was refused (the previous routes stay).
+    pub last_error: Option<String>,
+}
+
+pub(crate) struct Shared {
+    router: ArcSwap<Router>,
+    clients: Arc<Clients>,
+    limits: Limits,
+    trust_forwarded: bool,
+    pub(crate) stats: StatsRegistry,
+    resolver: Option<Arc<dyn UpstreamResolver>>,
+    seed: Option<AtomicU64>,
+    reload_tx: watch::Sender<ReloadStatus>,
+    breakers: BreakerStore,
+    limiter: Option<crate::ratelimit::RedisLimiter>,
+}
+
+/// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
+///
+/// Serve it with [`serve`](crate::serve), or call [`Gateway::connection`] for a per-connection
+/// `tower::Service` (it needs the client address for `X-Forwarded-For`).
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.router().routes().len())
+            .finish()
+    }
+}
+
+/// Builds a [`Gateway`].
+pub struct GatewayBuilder {
+    config: GatewayConfig,
+    file: std::path::PathBuf,
+    resolver: Option<Arc<dyn UpstreamResolver>>,
+    seed: Option<u64>,
+    limiter: Option<crate::ratelimit::RedisLimiter>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl GatewayBuilder {
+    /// Resolves `lb://name` upstreams.
+    pub fn resolver(mut self, r: Arc<dyn UpstreamResolver>) -> Self {
+        self.resolver = Some(r);
+        self
+    }
+    /// The Redis connection for `rate_limit` routes.
+    pub fn redis(mut self, limiter: crate::ratelimit::RedisLimiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+    /// Seeds the per-request randomness (weighted splits, generated ids) for repeatable tests.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Names the file the config came from (for errors).
+    pub fn file(mut self, file: impl AsRef<Path>) -> Self {
+        self.file = file.as_ref().to_owned();
+        self
+    }
+    /// Compiles the routes.
+    pub fn build(self) -> Result<Gateway, RoutesError> {
+        let stats = StatsRegistry::default();
+        let breakers = BreakerStore::default();
+        let clients = Clients::new();
+        let router = Router::build(
+            &self.config,
+            &BuildCtx {
+                stats: &stats,
+                breakers: &breakers,
+                clients: &clients,
+                resolver: self.resolver.as_deref(),
+                limiter: self.limiter.as_ref(),
+                file: &self.file,
+                version: 0,
+            },
+        )?;
+        let (reload_tx, _) = watch::channel(ReloadStatus::default());
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                router: ArcSwap::from_pointee(router),
+                clients,
+                limits: self.config.limits,
+                trust_forwarded: self.config.trust_forwarded,
+                stats,
+                resolver: self.resolver,
+                seed: self.seed.map(AtomicU64::new),
+                reload_tx,
+                breakers,
+                limiter: self.limiter,
+            }),
+        })
+    }
+}
+
+impl Gateway {
+    /// Starts building a gateway from a parsed routes file.
+    pub fn builder(config: GatewayConfig) -> GatewayBuilder {
+        GatewayBuilder {
+            config,
+            file: "<config>".into(),
+            resolver: None,
+            seed: None,
+            limiter: None,
+        }
+    }
+
+    /// The routes in use.
+    pub fn router(&self) -> Arc<Router> {
+        self.shared.router.load_full()
+    }
+
+    /// The shared HTTP/1.1 pool, for upstream services plugged in through
+    /// [`UpstreamResolver`].
+    pub fn http_client(&self) -> HttpClient {
+        self.shared.clients.h1.clone()
+    }
+
+    /// Swaps in new routes, compiled from `config`. On error the routes in use stay. Listener
+    /// addresses and limits are read at start only. Connections are untouched: requests in
+    /// flight finish on the routes they matched; the next request on any connection sees the
+    /// new routes.
+    pub fn reload(
+        &self,
+        config: &GatewayConfig,
+        file: impl AsRef<Path>,
+    ) -> Result<u64, RoutesError> {
+        let mut status = self.shared.reload_tx.borrow().clone();
+        status.attempts += 1;
+        let version = status.version + 1;
+        let result = Router::build(
+            config,
+            &BuildCtx {
+                stats: &self.shared.stats,
+                breakers: &self.shared.breakers,
+                clients: &self.shared.clients,
+                resolver: self.shared.resolver.as_deref(),
+                limiter: self.shared.limiter.as_ref(),
+                file: file.as_ref(),
+                version,
+            },
+        );
+        match result {
+            Ok(router) => {
+                self.shared.router.store(Arc::new(router));
+                status.version = version;
+                status.last_error = None;
+                tracing::info!(version, routes = config.routes.len(), "routes reloaded");
+                self.shared.reload_tx.send_replace(status);
+                Ok(version)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "routes file refused; previous routes kept");
+                status.last_error = Some(e.to_string());
+                self.shared.reload_tx.send_replace(status);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads, checks and swaps in a routes file (see [`Gateway::reload`]).
+    pub fn reload_file(&self, file: impl AsRef<Path>) -> Result<u64, RoutesError> {
+        let file = file.as_ref();
+        match GatewayConfig::from_file(file) {
+            Ok(cfg) => self.reload(&cfg, file),
+            Err(e) => {
+                self.shared.reload_tx.send_modify(|s| {
+                    s.attempts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                tracing::warn!(error = %e, "routes file refused; previous routes kept");
+                Err(e)
+            }
+        }
+    }
+
+    /// Watches reload outcomes.
+    pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
+        self.shared.reload_tx.subscribe()
+    }
+
+    /// Request counts by route and status class: `(route id, [1xx, 2xx, 3xx, 4xx, 5xx], total
+    /// microseconds to response head)`.
+    pub fn route_stats(&self) -> Vec<(String, [u64; 5], u64)> {
+        self.shared
+            .stats
+            .snapshot()
+            .into_iter()
+            .map(|(id, s)| {
+                let c = std::array::from_fn(|i| s.responses(i + 1));
+                (id, c, s.duration_us.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// The circuit breakers of the routes.
+    pub fn breakers(&self) -> &BreakerRegistry {
+        &self.shared.breakers.registry
+    }
+
+    /// The service for one client connection.
+    pub fn connection(&self, remote: SocketAddr) -> GatewayConnection {
+        GatewayConnection {
+            shared: self.shared.clone(),
+            remote,
+        }
+    }
+}
+
+/// The gateway as seen by one client connection: a `tower::Service` and a
+/// `hyper::service::Service`, never failing (errors become responses).
+#[derive(Clone)]
+pub struct GatewayConnection {
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+}
+
+impl std::fmt::Debug for GatewayConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConnection")
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+fn local(status: StatusCode, msg: &'static str) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::full(Bytes::from_static(msg.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+impl GatewayConnection {
+    fn handle(&self, req: Request<Incoming>) -> ResponseFuture {
+        let start = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let h = &parts.headers;
+
+        // Request smuggling: a body framed two ways is refused outright (RFC 9112 6.3).
+        if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
+            return ResponseFuture::local(local(
+                StatusCode::BAD_REQUEST,
+                "conflicting Content-Length and Transfer-Encoding\n",
+            ));
+        }
+        // Only plain `chunked` framing is forwarded: a request whose last coding is something
+        // else has no reliable end, and codings are never passed through to the upstream.
+        let mut codings = h.get_all(TRANSFER_ENCODING).iter().peekable();
+        if codings.peek().is_some() {
+            let only_chunked = codings.all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+            if !only_chunked
+                || h.get_all(TRANSFER_ENCODING).iter().count() != 1
+                || parts.version == Version::HTTP_10
+            {
+                return ResponseFuture::local(local(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported Transfer-Encoding\n",
+                ));
+            }
+        }
+        let mut lengths = h.get_all(CONTENT_LENGTH).iter();
+        if let Some(first) = lengths.next() {
+            if lengths.any(|v| v != first) {
+                return ResponseFuture::local(local(
+                    StatusCode::BAD_REQUEST,
+                    "conflicting Content-Length\n",
+                ));
+            }
+            match first.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+                None => {
+                    return ResponseFuture::local(local(
+                        StatusCode::BAD_REQUEST,
+                        "bad Content-Length\n",
+                    ));
+                }
+                Some(n) if n > self.shared.limits.max_body_bytes => {
+                    return ResponseFuture::local(local(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large\n",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+
+        let router = self.shared.router.load();
+        let norm = match path::normalize(parts.uri.path()) {
+            Ok(p) => p,
+            Err(_) => {
+                return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n"));
+            }
+        };
+        let mut rng = match &self.shared.seed {
+            Some(s) => fastrand::Rng::with_seed(s.fetch_add(1, Ordering::Relaxed)),
+            None => fastrand::Rng::new(),
+        };
+        let seed = if router.has_weights() { rng.u64(..) } else { 0 };
+        let Some((route, caps)) = router.find(&parts, &norm, seed) else {
+            return ResponseFuture::local(local(StatusCode::NOT_FOUND, "no route\n"));
+        };
+        let route = route.clone();
+        drop(router);
+
+        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let upgrade = match upgrade_protocol(&parts) {
+            Some(proto) if route.protocol == Protocol::Http1 => {
+                parts.extensions.remove::<OnUpgrade>().map(|on| (on, proto))
+            }
+            _ => None,
+        };
+        forward::strip_hop_by_hop(&mut parts.headers);
+        if let Some((_, proto)) = &upgrade {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, proto.clone());
+        }
+        if !self.shared.trust_forwarded {
+            forward::drop_forwarded(&mut parts.headers);
+        }
+        forward::add_forwarded(
+            &mut parts.headers,
+            self.remote,
+            "http",
+            client_host.as_ref(),
+        );
+        let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
+        forward::propagate_trace(&mut parts.headers, &mut rng);
+
+        // The rate-limit key is read before the filters, which may remove its header.
+        let limit_key = route.rate_limit.as_ref().map(|rl| {
+            let client = rl
+                .key_header
+                .as_ref()
+                .and_then(|h| parts.headers.get(h))
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| self.remote.ip().to_string(), str::to_owned);
+            format!("palisade:rl:{}:{client}", route.id)
+        });
+        let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
+        if let Some(mut resp) = filter::apply_request(
+            &route.request_filters,
+            &mut parts.headers,
+            &mut path,
+            &norm,
+            &caps,
+        ) {
+            finish_head(&route, &request_id, &mut resp);
+            route.stats.record(resp.status().as_u16(), start.elapsed());
+            return ResponseFuture::local(resp);
+        }
+
+        let query = parts.uri.query();
+        let (base, authority) = match &route.upstream {
+            Upstream::Fixed {
+                authority,
+                base_path,
+            } => (base_path.as_str(), Some(authority)),
+            Upstream::Service { .. } => ("", None),
+        };
+        let mut pq =
+            String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        pq.push_str(base);
+        pq.push_str(&path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        drop(path);
+        let Ok(pq) = PathAndQuery::try_from(pq) else {
+            return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n"));
+        };
+        drop(norm);
+        let mut up = http::uri::Parts::default();
+        up.path_and_query = Some(pq);
+        if let Some(a) = authority {
+            up.scheme = Some(Scheme::HTTP);
+            up.authority = Some(a.clone());
+        }
+        parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
+        if route.preserve_host {
+            if let Some(h) = client_host {
+                parts.headers.insert(HOST, h);
+            }
+        } else {
+            // The pool's client writes the upstream's authority.
+            parts.headers.remove(HOST);
+        }
+        parts.version = match route.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::H2c => Version::HTTP_2,
+        };
+        let bodiless = !parts.headers.contains_key(TRANSFER_ENCODING)
+            && parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0")
+            && http_body::Body::is_end_stream(&body);
+        let retry = match &route.retry {
+            Some((attempts, _)) if bodiless && is_idempotent(&parts.method) => Some(Retry {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                headers: parts.headers.clone(),
+                left: *attempts,
+            }),
+            _ => None,
+        };
+        let req = Request::from_parts(
+            parts,
+            RequestBody::new(body, self.shared.limits.max_body_bytes),
+        );
+        let state = match (&route.rate_limit, limit_key) {
+            (Some(rl), Some(key)) => State::Limiting {
+                fut: rl.limiter.take(key, rl.rate, rl.burst),
+                req: Some(req),
+            },
+            _ => State::call(&route, req),
+        };
+        ResponseFuture {
+            state,
+            retry,
+            finish: Some(Finish {
+                route,
+                request_id,
+                start,
+                upgrade,
+                limit: None,
+            }),
+        }
+    }
+}
+
+fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<GatewayBody>) {
+    forward::strip_hop_by_hop(resp.headers_mut());
+    for f in &route.response_filters {
+        f.apply(resp.headers_mut());
+    }
+    resp.headers_mut()
+        .insert(forward::X_REQUEST_ID.clone(), request_id.clone());
+}
+
+static RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+
+struct Finish {
+    route: Arc<Route>,
+    request_id: HeaderValue,
+    start: Instant,
+    /// The client side of an `Upgrade` request, and the protocol asked for.
+    upgrade: Option<(OnUpgrade, HeaderValue)>,
+    /// (bucket size, tokens left) from the rate limiter.
+    limit: Option<(u64, i64)>,
+}
+
+/// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
+/// listing `upgrade`.
+fn upgrade_protocol(parts: &http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let proto = parts.headers.get(UPGRADE)?;
+    let listed = parts.headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    listed.then(|| proto.clone())
+}
+
+/// Joins the client and upstream connections once both sides have switched protocols.
+fn tunnel(route: &str, client: OnUpgrade, upstream: OnUpgrade) {
+    let route = route.to_owned();
+    tokio::spawn(async move {
+        let (c, u) = match tokio::try_join!(client, upstream) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(%route, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let mut c = TokioIo::new(c);
+        let mut u = TokioIo::new(u);
+        match tokio::io::copy_bidirectional(&mut c, &mut u).await {
+            Ok((up, down)) => tracing::debug!(%route, up, down, "upgraded connection closed"),
+            Err(e) => tracing::debug!(%route, error = %e, "upgraded connection failed"),
+        }
+    });
+}
+
+type BreakerFuture =
+    palisade_breaker::circuit::future::ResponseFuture<UpstreamFuture, HttpClassifier, ()>;
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Local { resp: Option<Response<GatewayBody>> },
+        Direct { #[pin] fut: UpstreamFuture },
+        Breaker { #[pin] fut: BreakerFuture },
+        Limiting { fut: crate::ratelimit::VerdictFuture, req: Option<Request<RequestBody>> },
+    }
+}
+
+impl State {
+    fn call(route: &Route, req: Request<RequestBody>) -> Self {
+        match &route.breaker {
+            None => State::Direct {
+                fut: tower_service::Service::call(&mut route.call.clone(), req),
+            },
+            Some(b) => State::Breaker {
+                fut: tower_service::Service::call(&mut b.svc.clone(), req),
+            },
+        }
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// What a bodiless idempotent request needs to be sent again.
+struct Retry {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: http::HeaderMap,
+    left: u32,
+}
+
+impl Retry {
+    fn request(&self) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::empty());
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Response(Response<Incoming>),
+    /// Upstream error or timeout (may be retried).
+    Failed(crate::BoxError),
+    /// Answered by the gateway (breaker fallback, 413): final.
+    Answered(Response<GatewayBody>),
+}
+
+pin_project! {
+    /// The response future of [`GatewayConnection`].
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+        retry: Option<Retry>,
+        finish: Option<Finish>,
+    }
+}
+
+impl ResponseFuture {
+    fn local(resp: Response<GatewayBody>) -> Self {
+        ResponseFuture {
+            state: State::Local { resp: Some(resp) },
+            retry: None,
+            finish: None,
+        }
+    }
+}
+
+fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Response<GatewayBody> {
+    if has_cause::<BodyTooLarge>(e) {
+        local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+    } else if has_cause::<UpstreamTimeout>(e) {
+        local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+    } else {
+        tracing::debug!(route = %route.id, error = %e, "upstream failed");
+        local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+    }
+}
+
+fn has_cause<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<T>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<GatewayBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut resp = loop {
+            let attempt = match this.state.as_mut().project() {
+                StateProj::Limiting { fut, req } => {
+                    let verdict = ready!(fut.as_mut().poll(cx));
+                    let req = req.take().expect("polled after completion");
+                    let finish = this.finish.as_mut().expect("polled after completion");
+                    let rl = finish
+                        .route
+                        .rate_limit
+                        .as_ref()
+                        .expect("limiting state has a limit");
+                    match verdict {
+                        Ok((allowed, left)) => {
+                            finish.limit = Some((rl.burst, left));
+                            if allowed == 1 {
+                                let next = State::call(&finish.route, req);
+                                this.state.set(next);
+                                continue;
+                            }
+                            let mut r =
+                                local(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
+                            let wait = (1.0 / rl.rate).ceil().max(1.0) as u64;
+                            r.headers_mut()
+                                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+                            Attempt::Answered(r)
+                        }
+                        Err(e) => {
+                            // Fail open: a Redis outage must not take the routes down.
+                            tracing::debug!(route = %finish.route.id, error = %e, "rate limiter unavailable; letting through");
+                            let next = State::call(&finish.route, req);
+                            this.state.set(next);
+                            continue;
+                        }
+                    }
+                }
+                StateProj::Local { resp } => {
+                    return Poll::Ready(Ok(resp.take().expect("polled after completion")));
+                }
+                StateProj::Direct { fut } => match ready!(fut.poll(cx)) {
+                    Ok(r) => Attempt::Response(r),
+                    Err(e) => Attempt::Failed(e),
+                },
+                StateProj::Breaker { fut } => match ready!(fut.poll(cx)) {
+                    Ok(r) => Attempt::Response(r),
+                    Err(e) => match e.into_inner() {
+                        Ok(inner) => Attempt::Failed(inner),
+                        // Open (or no probe slot): fail fast with the fallback, no retry.
+                        Err(_rejected) => {
+                            let route =
+                                &this.finish.as_ref().expect("polled after completion").route;
+                            let b = route.breaker.as_ref().expect("breaker state has a breaker");
+                            Attempt::Answered(b.fallback.response())
+                        }
+                    },
+                },
+            };
+            let route = &this.finish.as_ref().expect("polled after completion").route;
+            let retriable = match &attempt {
+                Attempt::Response(r) => route
+                    .retry
+                    .as_ref()
+                    .is_some_and(|(_, st)| st.contains(&r.status().as_u16())),
+                Attempt::Failed(e) => !has_cause::<BodyTooLarge>(&**e),
+                Attempt::Answered(_) => false,
+            };
+            if retriable
+                && let Some(retry) = this.retry.as_mut()
+                && retry.left > 0
+            {
+                retry.left -= 1;
+                tracing::debug!(route = %route.id, left = retry.left, "retrying");
+                let req = retry.request();
+                let next = State::call(route, req);
+                this.state.set(next);
+                continue;
+            }
+            break match attempt {
+                Attempt::Response(r) => r.map(GatewayBody::upstream),
+                Attempt::Answered(r) => r,
+                Attempt::Failed(e) => match &route.breaker {
+                    Some(b) if !has_cause::<BodyTooLarge>(&*e) => {
+                        tracing::debug!(route = %route.id, error = %e, "upstream failed; fallback");
+                        b.fallback.response()
+                    }
+                    _ => upstream_error(route, &*e),
+                },
+            };
+        };
+        let mut finish = this.finish.take().expect("polled after completion");
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_upgrade = if switching {
+            resp.extensions_mut().remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        finish_head(&finish.route, &finish.request_id, &mut resp);
+        if let Some((limit, left)) = finish.limit {
+            resp.headers_mut()
+                .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+            resp.headers_mut()
+                .insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(left.max(0)));
+        }
+        if switching {
+            match (finish.upgrade.take(), upstream_upgrade) {
+                (Some((client, proto)), Some(upstream)) => {
+                    let proto = resp.headers().get(UPGRADE).cloned().unwrap_or(proto);
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                    resp.headers_mut().insert(UPGRADE, proto);
+                    tunnel(&finish.route.id, client, upstream);
+                }
+                // A 101 to a request that did not ask for one cannot be honoured.
+                _ => resp = local(StatusCode::BAD_GATEWAY, "unexpected protocol switch\n"),
+            }
+        }
+        let elapsed = finish.start.elapsed();
+        finish.route.stats.record(resp.status().as_u16(), elapsed);
+        tracing::debug!(
+            target: "palisade_gateway::access",
+            route = %finish.route.id,
+            status = resp.status().as_u16(),
+            elapsed_us = elapsed.as_micros() as u64,
+            request_id = ?finish.request_id,
+        );
+        Poll::Ready(Ok(resp))
+    }
+}
+
+impl tower_service::Service<Request<Incoming>> for GatewayConnection {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The pool has no admission limit of its own; per-route limits are layers.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> ResponseFuture {
+        self.handle(req)
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for GatewayConnection {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, req: Request<Incoming>) -> ResponseFuture {
+        self.handle(req)
+    }
+}

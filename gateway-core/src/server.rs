@@ -1,0 +1,72 @@
+//! Accept loop with limits and graceful shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Limits;
+use crate::proxy::Gateway;
+
+/// Serves the gateway on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
+/// accepting and waits up to `drain` for requests in flight to finish. Returns how many
+/// connections were still open when the drain ended (0 = clean).
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<usize> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_headers(limits.max_header_count)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = gateway.connection(remote);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(open, "draining connections");
+    let left = tokio::select! {
+        () = graceful.shutdown() => 0,
+        () = tokio::time::sleep(drain) => open.max(1),
+    };
+    Ok(left)
+}
