@@ -200,21 +200,8 @@ fn allocations(n: usize) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
-fn criterion_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
 fn median_ns(name: &str, n: usize) -> Option<f64> {
-    let p = criterion_dir()
-        .join("balancer")
-        .join(name)
-        .join(n.to_string())
-        .join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
+    palisade_benches::median_ns(&["balancer", name, &n.to_string()])
 }
 
 fn main() {
@@ -224,7 +211,7 @@ fn main() {
         .unwrap();
     let _rt = rt.enter();
     let mut c = Criterion::default()
-        .output_directory(&criterion_dir())
+        .output_directory(&palisade_benches::criterion_dir())
         .configure_from_args();
     selection(&mut c);
     c.final_summary();

@@ -21,7 +21,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion};
 use failsafe::CircuitBreaker as _;
-use palisade_benches::{Fail, drive, op, poll_once};
+use palisade_benches::{Fail, criterion_dir, drive, median_ns, op, poll_once};
 use palisade_breaker::circuit::{CircuitBreakerLayer, Config, OpenDuration, TripPolicy};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service};
@@ -263,22 +263,6 @@ fn allocations(open: bool) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
-fn criterion_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-fn median_ns(group: &str, name: &str) -> Option<f64> {
-    let p = criterion_dir()
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     // Time-based features (the open timer) need a runtime context, as in a real service.
     let _rt = tokio_handle().enter();
@@ -317,18 +301,18 @@ fn main() {
         ("open", &allocs_open),
         ("contended", &allocs_closed),
     ] {
-        let ours = median_ns(group, "palisade");
+        let ours = median_ns(&[group, "palisade"]);
         for (name, a) in allocs {
-            let Some(m) = median_ns(group, name) else {
+            let Some(m) = median_ns(&[group, name]) else {
                 continue;
             };
             let ratio = ours.map_or("-".to_string(), |o| format!("{:.2}x", m / o));
             println!("| {group} | {name} | {m:.1} | {ratio} | {a:.2} |");
         }
     }
-    let bare = median_ns("closed", "bare service");
-    let ours = median_ns("closed", "palisade");
-    let tr = median_ns("closed", "tower-resilience");
+    let bare = median_ns(&["closed", "bare service"]);
+    let ours = median_ns(&["closed", "palisade"]);
+    let tr = median_ns(&["closed", "tower-resilience"]);
     if let (Some(b), Some(o), Some(t)) = (bare, ours, tr) {
         println!(
             "\nclosed-state overhead over the bare service: palisade {:.1} ns, tower-resilience {:.1} ns: ratio {:.1}x",

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
+use palisade_benches::{criterion_dir, median_ns};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service};
 
@@ -248,22 +249,6 @@ fn allocations(group_name: &str) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
-fn criterion_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-fn median_ns(group: &str, name: &str) -> Option<f64> {
-    let p = criterion_dir()
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     // Timers (tower's RateLimit, the timeouts) need a runtime context, as in a real service.
     let _rt = tokio_handle().enter();
@@ -289,13 +274,13 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|");
     let mut allocating = Vec::new();
     for g in GROUPS {
-        let bare = median_ns(g, "bare service");
-        let ours = median_ns(g, "palisade");
+        let bare = median_ns(&[g, "bare service"]);
+        let ours = median_ns(&[g, "palisade"]);
         for (name, a) in allocations(g) {
             if name.starts_with("palisade") && a > 0.0 {
                 allocating.push(format!("{g}/{name}: {a:.2} allocations per call"));
             }
-            let Some(m) = median_ns(g, name) else {
+            let Some(m) = median_ns(&[g, name]) else {
                 continue;
             };
             let over = bare.map(|b| m - b);

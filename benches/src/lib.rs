@@ -1,6 +1,7 @@
 //! Shared pieces of the Palisade benches (`benches/`, `examples/`); see `README.md`.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::task::{Context, Poll};
 
@@ -59,4 +60,23 @@ pub fn drive<S: Service<u64>>(svc: &mut S, x: u64, cx: &mut Context<'_>) -> bool
             Poll::Pending => std::hint::spin_loop(),
         }
     }
+}
+
+/// Where criterion writes its estimates: `$CARGO_TARGET_DIR/criterion`, or the workspace's
+/// `target/criterion`.
+pub fn criterion_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+/// The median (ns) of the latest run of the benchmark at `path` below [`criterion_dir`]
+/// (`group/name`, or `group/name/parameter`), if it ran.
+pub fn median_ns(path: &[&str]) -> Option<f64> {
+    let mut p = criterion_dir();
+    p.extend(path);
+    let text = std::fs::read_to_string(p.join("new/estimates.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
 }
