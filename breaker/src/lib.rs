@@ -56,6 +56,7 @@ mod classify;
 pub mod collapse;
 pub mod fallback;
 pub mod hedge;
+mod layer_error;
 pub mod limit;
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -69,6 +70,7 @@ pub use crate::classify::GrpcClassifier;
 #[cfg(feature = "http")]
 pub use crate::classify::HttpClassifier;
 pub use crate::classify::{AnyError, Classify, Outcome};
+pub use crate::layer_error::LayerError;
 pub use crate::util::InvalidConfig;
 
 mod util;
