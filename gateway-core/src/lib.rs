@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod filter;
 pub mod forward;
 pub mod jwt;
@@ -32,8 +33,10 @@ pub mod ratelimit;
 pub mod reload;
 pub mod route;
 mod server;
+pub mod tls;
+pub mod trust;
 pub mod upstream;
 
 pub use body::{BoxError, GatewayBody};
 pub use proxy::{Gateway, GatewayBuilder, GatewayConnection, ReloadStatus, ResponseFuture};
-pub use server::serve;
+pub use server::{serve, serve_tls};

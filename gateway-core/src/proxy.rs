@@ -50,7 +50,8 @@ pub(crate) struct Shared {
     router: ArcSwap<Router>,
     clients: Arc<Clients>,
     limits: Limits,
-    trust_forwarded: bool,
+    /// gwsec: peers whose forwarded headers are believed.
+    trust: crate::trust::TrustedProxies,
     pub(crate) stats: StatsRegistry,
     resolver: Option<Arc<dyn UpstreamResolver>>,
     seed: Option<AtomicU64>,
@@ -137,7 +138,10 @@ impl GatewayBuilder {
                 router: ArcSwap::from_pointee(router),
                 clients,
                 limits: self.config.limits,
-                trust_forwarded: self.config.trust_forwarded,
+                trust: crate::trust::TrustedProxies::new(
+                    self.config.trusted_proxies.clone(),
+                    self.config.trust_forwarded,
+                ),
                 stats,
                 resolver: self.resolver,
                 seed: self.seed.map(AtomicU64::new),
@@ -259,6 +263,17 @@ impl Gateway {
         GatewayConnection {
             shared: self.shared.clone(),
             remote,
+            proto: "http",
+        }
+    }
+
+    /// The service for one client connection that arrived over TLS (`X-Forwarded-Proto:
+    /// https`).
+    pub fn connection_tls(&self, remote: SocketAddr) -> GatewayConnection {
+        GatewayConnection {
+            shared: self.shared.clone(),
+            remote,
+            proto: "https",
         }
     }
 }
@@ -269,6 +284,8 @@ impl Gateway {
 pub struct GatewayConnection {
     shared: Arc<Shared>,
     remote: SocketAddr,
+    /// gwsec: `http` or `https` (the client's scheme, for `X-Forwarded-Proto`/`Forwarded`).
+    proto: &'static str,
 }
 
 impl std::fmt::Debug for GatewayConnection {
@@ -354,11 +371,31 @@ impl GatewayConnection {
             None => fastrand::Rng::new(),
         };
         let seed = if router.has_weights() { rng.u64(..) } else { 0 };
+        // gwsec: a CORS preflight is matched as the request it announces, and answered here.
+        if crate::cors::Cors::is_preflight_head(&parts.method, &parts.headers)
+            && let Some(asked) = parts
+                .headers
+                .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        {
+            let options = std::mem::replace(&mut parts.method, asked);
+            let cors = router
+                .find(&parts, &norm, seed)
+                .and_then(|(r, _)| r.cors.clone());
+            parts.method = options;
+            if let Some(cors) = cors {
+                return ResponseFuture::local(cors.preflight(&parts.headers));
+            }
+        }
         let Some((route, caps)) = router.find(&parts, &norm, seed) else {
             return ResponseFuture::local(local(StatusCode::NOT_FOUND, "no route\n"));
         };
         let route = route.clone();
         drop(router);
+        let cors_origin = route
+            .cors
+            .as_ref()
+            .and_then(|c| c.allow_origin(&parts.headers));
 
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -379,13 +416,18 @@ impl GatewayConnection {
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, proto.clone());
         }
-        if !self.shared.trust_forwarded {
+        // gwsec: trusted proxies (the client IP behind them keys the rate limit).
+        let client_ip = self
+            .shared
+            .trust
+            .client_ip(self.remote.ip(), &parts.headers);
+        if !self.shared.trust.trusts(self.remote.ip()) {
             forward::drop_forwarded(&mut parts.headers);
         }
         forward::add_forwarded(
             &mut parts.headers,
             self.remote,
-            "http",
+            self.proto,
             client_host.as_ref(),
         );
         let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
@@ -398,7 +440,7 @@ impl GatewayConnection {
                 .as_ref()
                 .and_then(|h| parts.headers.get(h))
                 .and_then(|v| v.to_str().ok())
-                .map_or_else(|| self.remote.ip().to_string(), str::to_owned);
+                .map_or_else(|| client_ip.to_string(), str::to_owned);
             format!("palisade:rl:{}:{client}", route.id)
         });
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
@@ -409,7 +451,7 @@ impl GatewayConnection {
             &norm,
             &caps,
         ) {
-            finish_head(&route, &request_id, &mut resp);
+            finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
         }
@@ -419,7 +461,8 @@ impl GatewayConnection {
             Upstream::Fixed {
                 authority,
                 base_path,
-            } => (base_path.as_str(), Some(authority)),
+                tls,
+            } => (base_path.as_str(), Some((authority, *tls))),
             Upstream::Service { .. } => ("", None),
         };
         let mut pq =
@@ -437,8 +480,8 @@ impl GatewayConnection {
         drop(norm);
         let mut up = http::uri::Parts::default();
         up.path_and_query = Some(pq);
-        if let Some(a) = authority {
-            up.scheme = Some(Scheme::HTTP);
+        if let Some((a, tls)) = authority {
+            up.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
             up.authority = Some(a.clone());
         }
         parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
@@ -490,13 +533,23 @@ impl GatewayConnection {
                 start,
                 upgrade,
                 limit: None,
+                cors_origin,
             }),
         }
     }
 }
 
-fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<GatewayBody>) {
+fn finish_head(
+    route: &Route,
+    request_id: &HeaderValue,
+    cors_origin: Option<&HeaderValue>,
+    resp: &mut Response<GatewayBody>,
+) {
     forward::strip_hop_by_hop(resp.headers_mut());
+    // gwsec: CORS headers before the route's own response filters (which may adjust them).
+    if let Some(c) = &route.cors {
+        c.apply(cors_origin, resp.headers_mut());
+    }
     for f in &route.response_filters {
         f.apply(resp.headers_mut());
     }
@@ -515,6 +568,8 @@ struct Finish {
     upgrade: Option<(OnUpgrade, HeaderValue)>,
     /// (bucket size, tokens left) from the rate limiter.
     limit: Option<(u64, i64)>,
+    /// gwsec: the `Access-Control-Allow-Origin` to send, when the route has CORS.
+    cors_origin: Option<HeaderValue>,
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
@@ -640,6 +695,10 @@ fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Respo
         local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
     } else if has_cause::<UpstreamTimeout>(e) {
         local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+    } else if let Some(why) = crate::tls::tls_failure(e) {
+        // gwsec: a TLS failure is a configuration problem, not load: say so.
+        tracing::warn!(route = %route.id, upstream = ?route.upstream, tls_error = %why, "TLS to upstream failed");
+        local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     } else {
         tracing::debug!(route = %route.id, error = %e, "upstream failed");
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
@@ -757,7 +816,12 @@ impl Future for ResponseFuture {
         } else {
             None
         };
-        finish_head(&finish.route, &finish.request_id, &mut resp);
+        finish_head(
+            &finish.route,
+            &finish.request_id,
+            finish.cors_origin.as_ref(),
+            &mut resp,
+        );
         if let Some((limit, left)) = finish.limit {
             resp.headers_mut()
                 .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));

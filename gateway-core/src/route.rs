@@ -115,6 +115,8 @@ pub struct Route {
     pub(crate) response_filters: Vec<ResponseFilter>,
     pub(crate) upstream: Upstream,
     pub(crate) call: UpstreamCall,
+    /// gwsec: the route's CORS policy (its own, else the top-level one).
+    pub(crate) cors: Option<Arc<crate::cors::Cors>>,
     pub(crate) breaker: Option<RouteBreaker>,
     pub(crate) rate_limit: Option<RouteLimit>,
     /// (extra attempts, retried statuses).
@@ -276,7 +278,22 @@ impl Router {
                     .map_err(|m| err("filters", m))?;
             let upstream =
                 Upstream::from_url(&rc.upstream, ctx.resolver).map_err(|m| err("upstream", m))?;
-            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout);
+            // gwsec: https upstreams, CORS.
+            let https = crate::tls::route_client(&ctx.clients.tls, rc)
+                .map_err(|m| err("upstream_tls", m))?;
+            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout)
+                .with_https(https);
+            let cors = match rc.cors.as_ref().or(cfg.cors.as_ref()) {
+                None => None,
+                Some(c) => Some(Arc::new(crate::cors::Cors::compile(c).map_err(|m| {
+                    if rc.cors.is_some() {
+                        err("cors", m)
+                    } else {
+                        RoutesError::new(file, None, "cors".into(), m)
+                    }
+                })?)),
+            };
+            // gwsec end
             let breaker = match &rc.breaker {
                 None => None,
                 Some(b) => {
@@ -368,6 +385,7 @@ impl Router {
                 response_filters,
                 upstream,
                 call,
+                cors,
                 breaker,
                 rate_limit,
                 retry: rc.retry.as_ref().map(|r| (r.attempts, r.statuses.clone())),
