@@ -279,14 +279,11 @@ impl ClientCache {
             return Err("upstream_tls trusts no CA: give `ca_file` or `webpki_roots: true`".into());
         }
         let (h1, h2) = (key.2.contains(&Alpn::Http11), key.2.contains(&Alpn::H2));
-        let mut tls = ClientConfig::builder_with_provider(provider())
+        let tls = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        if !h2 {
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        }
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -294,7 +291,8 @@ impl ClientCache {
         let b = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only();
-        // Both: ALPN offers `h2` then `http/1.1` (the server picks).
+        // Both: ALPN offers `h2` then `http/1.1` (the server picks). HTTP/1.1 only: no ALPN
+        // (hyper-rustls leaves it empty), which servers take as HTTP/1.1.
         let connector = match (h1, h2) {
             (true, true) => b.enable_all_versions().wrap_connector(http),
             (true, false) => b.enable_http1().wrap_connector(http),
