@@ -109,7 +109,8 @@ fn pattern(p: &str) -> Result<regex::Regex, String> {
         _ => (p, None),
     };
     check_origin(&host.replace('*', "x")).map_err(|m| format!("allowed_origin_patterns: {m}"))?;
-    let mut re = String::from("(?i)^");
+    // ASCII case-insensitive: origins are ASCII (IDNs arrive punycoded).
+    let mut re = String::from("(?i-u)^");
     for (i, part) in host.split('*').enumerate() {
         if i > 0 {
             re.push_str("[A-Za-z0-9.-]*");

@@ -379,9 +379,12 @@ impl GatewayConnection {
                 .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         {
             let options = std::mem::replace(&mut parts.method, asked);
-            let cors = router
-                .find(&parts, &norm, seed)
-                .and_then(|(r, _)| r.cors.clone());
+            // No route for the announced method: the top-level policy decides (Spring's
+            // `globalcors` is by path, not by route).
+            let cors = match router.find(&parts, &norm, seed) {
+                Some((r, _)) => r.cors.clone(),
+                None => router.cors.clone(),
+            };
             parts.method = options;
             if let Some(cors) = cors {
                 return ResponseFuture::local(cors.preflight(&parts.headers));

@@ -258,6 +258,8 @@ pub struct Router {
     routes: Vec<Arc<Route>>,
     weight_totals: Vec<u32>,
     version: u64,
+    /// gwsec: the top-level CORS policy.
+    pub(crate) cors: Option<Arc<crate::cors::Cors>>,
 }
 
 impl Router {
@@ -269,6 +271,16 @@ impl Router {
         let mut new_layers = Vec::new();
         let mut groups: Vec<(String, u32)> = Vec::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
+        // gwsec: the top-level CORS policy, for routes without their own and for preflights
+        // that match no route.
+        let global_cors = match &cfg.cors {
+            None => None,
+            Some(c) => {
+                Some(Arc::new(crate::cors::Cors::compile(c).map_err(|m| {
+                    RoutesError::new(file, None, "cors".into(), m)
+                })?))
+            }
+        };
         for (i, rc) in cfg.routes.iter().enumerate() {
             let err = |key: &str, m: String| {
                 RoutesError::new(file, None, format!("routes[{i}].{key}"), m)
@@ -283,15 +295,11 @@ impl Router {
                 .map_err(|m| err("upstream_tls", m))?;
             let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout)
                 .with_https(https);
-            let cors = match rc.cors.as_ref().or(cfg.cors.as_ref()) {
-                None => None,
-                Some(c) => Some(Arc::new(crate::cors::Cors::compile(c).map_err(|m| {
-                    if rc.cors.is_some() {
-                        err("cors", m)
-                    } else {
-                        RoutesError::new(file, None, "cors".into(), m)
-                    }
-                })?)),
+            let cors = match &rc.cors {
+                None => global_cors.clone(),
+                Some(c) => Some(Arc::new(
+                    crate::cors::Cors::compile(c).map_err(|m| err("cors", m))?,
+                )),
             };
             // gwsec end
             let breaker = match &rc.breaker {
@@ -418,6 +426,7 @@ impl Router {
             routes,
             weight_totals: groups.into_iter().map(|(_, t)| t).collect(),
             version,
+            cors: global_cors,
         })
     }
 
