@@ -143,8 +143,8 @@ enum Target {
     /// The shared pools (one `Arc`, so a per-request clone is one increment).
     Client(Arc<Clients>, Protocol),
     Service(UpstreamService),
-    /// gwsec: an https upstream's pool.
-    Https(crate::tls::HttpsClient),
+    /// gwsec: an https upstream's pool (in an `Arc`: a per-request clone is one increment).
+    Https(Arc<crate::tls::HttpsClient>),
 }
 
 /// One route's call to its upstream, with the route's timeout: a `tower::Service`, so the
@@ -180,7 +180,7 @@ impl UpstreamCall {
     /// gwsec: sends through an https pool instead (for `https://` upstreams).
     pub(crate) fn with_https(mut self, client: Option<crate::tls::HttpsClient>) -> Self {
         if let Some(c) = client {
-            self.target = Target::Https(c);
+            self.target = Target::Https(Arc::new(c));
         }
         self
     }
