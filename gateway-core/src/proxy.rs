@@ -420,10 +420,13 @@ impl GatewayConnection {
             parts.headers.insert(UPGRADE, proto.clone());
         }
         // gwsec: trusted proxies (the client IP behind them keys the rate limit).
-        let client_ip = self
-            .shared
-            .trust
-            .client_ip(self.remote.ip(), &parts.headers);
+        let client_ip = if route.rate_limit.is_some() {
+            self.shared
+                .trust
+                .client_ip(self.remote.ip(), &parts.headers)
+        } else {
+            self.remote.ip()
+        };
         if !self.shared.trust.trusts(self.remote.ip()) {
             forward::drop_forwarded(&mut parts.headers);
         }

@@ -447,3 +447,34 @@ fn upstream_tls_config_errors_are_precise() {
     .unwrap_err();
     assert_eq!(e.line(), Some(4), "{e}");
 }
+
+#[test]
+fn the_binary_refuses_to_start_with_a_mismatched_key() {
+    let pki = Pki::new();
+    pki.leaf("a");
+    pki.leaf("b");
+    let routes = pki.path("routes.yaml");
+    std::fs::write(
+        &routes,
+        format!(
+            "listen: 127.0.0.1:0\ntls: {{ cert: {}, key: {} }}\nroutes: []\n",
+            pki.path("a.crt").display(),
+            pki.path("b.key").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .arg(&routes)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: tls: {}: the private key does not match the certificate in {}",
+            pki.path("b.key").display(),
+            pki.path("a.crt").display()
+        )),
+        "{err}"
+    );
+}
