@@ -478,3 +478,61 @@ fn the_binary_refuses_to_start_with_a_mismatched_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn silent_tls_clients_are_dropped_and_drain_is_clean() {
+    let pki = Pki::new();
+    pki.leaf("gw");
+    let b = backend("b").await;
+    let cfg = parse(&format!(
+        "limits: {{ header_read_timeout: 200ms }}\nroutes:\n  - id: r\n    upstream: http://{}\n",
+        b.addr
+    ));
+    let gateway = Gateway::builder(cfg.clone()).build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(palisade_gateway::serve_tls(
+        listener,
+        gateway,
+        cfg.limits,
+        ServerTls::new(&pki.files("gw")).unwrap(),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+
+    // A client that never starts its handshake is closed after `header_read_timeout`.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut silent, &mut buf))
+        .await
+        .expect("the gateway kept a silent TLS client open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+
+    // An idle HTTP/2 connection after a request does not hold the drain up.
+    let tls = handshake(addr, &pki.ca_file(), &[b"h2"]).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            Request::get("https://localhost/")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    stop.send(()).unwrap();
+    let left = tokio::time::timeout(WAIT, task)
+        .await
+        .expect("drain hung")
+        .unwrap()
+        .unwrap();
+    assert_eq!(left, 0);
+}
