@@ -222,6 +222,81 @@ impl ServerTls {
     pub fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
         &self.acceptor
     }
+
+    /// Watches the certificate and key files and calls [`ServerTls::reload`] once they have
+    /// been quiet for `debounce` after a change (a rotation that writes both files reloads once).
+    /// A refused pair is logged at WARN and the certificate in use stays; the next change tries
+    /// again. Dropping the returned guard stops the watching. Must be called inside a tokio
+    /// runtime.
+    pub fn watch_files(&self, debounce: Duration) -> Result<CertWatcher, notify::Error> {
+        use notify::{RecursiveMode, Watcher};
+        let files: Vec<PathBuf> = [&self.files.cert, &self.files.key]
+            .into_iter()
+            .map(std::path::absolute)
+            .collect::<Result<_, _>>()
+            .map_err(notify::Error::io)?;
+        let names: Vec<_> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_owned()))
+            .collect();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res
+                    && !ev.kind.is_access()
+                    && ev
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)))
+                {
+                    let _ = tx.send(());
+                }
+            })?;
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .map(|f| {
+                f.parent()
+                    .map_or_else(|| PathBuf::from("/"), Path::to_owned)
+            })
+            .collect();
+        dirs.dedup();
+        for d in &dirs {
+            watcher.watch(d, RecursiveMode::NonRecursive)?;
+        }
+        let tls = self.clone();
+        let task = tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                loop {
+                    match tokio::time::timeout(debounce, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = tls.reload() {
+                    tracing::warn!(error = %e, "TLS certificate refused; previous one kept");
+                }
+            }
+        });
+        Ok(CertWatcher {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+/// Keeps the listener's certificate files watched ([`ServerTls::watch_files`]); dropping it
+/// stops the watching.
+#[derive(Debug)]
+pub struct CertWatcher {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CertWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The pooled client for `https://` upstreams.

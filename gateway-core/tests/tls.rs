@@ -536,3 +536,48 @@ async fn silent_tls_clients_are_dropped_and_drain_is_clean() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn rotated_certificate_files_are_picked_up_by_the_watcher() {
+    let _ = logs();
+    let pki = Pki::new();
+    let first = pki.leaf("gw");
+    let b = backend("b").await;
+    let cfg = parse(&format!(
+        "routes:\n  - id: r\n    upstream: http://{}\n",
+        b.addr
+    ));
+    let tls = ServerTls::new(&pki.files("gw")).unwrap();
+    let _watch = tls.watch_files(Duration::from_millis(50)).unwrap();
+    let gw = serve_tls(cfg, tls.clone()).await;
+    let presented = |t: &Tls| t.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let served = || async { presented(&handshake(gw, &pki.ca_file(), &[b"h2"]).await.unwrap()) };
+    assert_eq!(served().await, first);
+
+    // A broken key is logged and refused; the old certificate stays.
+    std::fs::write(pki.path("gw.key"), "not a key\n").unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let log = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+        if log.contains("TLS certificate refused") && log.contains("gw.key: no private key block") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refusal not logged: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(served().await, first);
+
+    // A good pair written over the old one is served without any call.
+    let second = pki.leaf("gw");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while served().await != second {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new certificate not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -103,6 +103,18 @@ fn main() -> ExitCode {
                     None
                 }
             };
+        // gwsec: a rotated certificate is picked up without a signal too.
+        let _cert_watcher = match tls
+            .as_ref()
+            .map(|t| t.watch_files(Duration::from_millis(200)))
+        {
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch the TLS files; reload them with SIGHUP");
+                None
+            }
+            Some(Ok(w)) => Some(w),
+            None => None,
+        };
         let hup_gateway = gateway.clone();
         let hup_file = file.clone();
         let hup_tls = tls.clone();
