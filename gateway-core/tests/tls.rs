@@ -581,3 +581,40 @@ async fn rotated_certificate_files_are_picked_up_by_the_watcher() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn upgrades_are_tunnelled_through_the_tls_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    pki.leaf("gw");
+    let b = backend("b").await;
+    let cfg = parse(&format!(
+        "routes:\n  - id: r\n    upstream: http://{}\n",
+        b.addr
+    ));
+    let gw = serve_tls(cfg, ServerTls::new(&pki.files("gw")).unwrap()).await;
+    let mut tls = handshake(gw, &pki.ca_file(), &[b"http/1.1"]).await.unwrap();
+    tls.write_all(
+        b"GET /upgrade HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(WAIT, tls.read_exact(&mut byte))
+            .await
+            .expect("no 101")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tls.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 9];
+    tokio::time::timeout(WAIT, tls.read_exact(&mut echo))
+        .await
+        .expect("no echo")
+        .unwrap();
+    assert_eq!(&echo, b"echo:ping");
+}
