@@ -701,13 +701,23 @@ fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Respo
         local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
     } else if has_cause::<UpstreamTimeout>(e) {
         local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
-    } else if let Some(why) = crate::tls::tls_failure(e) {
-        // gwsec: a TLS failure is a configuration problem, not load: say so.
-        tracing::warn!(route = %route.id, upstream = ?route.upstream, tls_error = %why, "TLS to upstream failed");
+    } else if warn_tls_failure(route, e) {
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     } else {
         tracing::debug!(route = %route.id, error = %e, "upstream failed");
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+    }
+}
+
+/// gwsec: a TLS failure to an upstream is a configuration problem (wrong CA, name, protocol),
+/// not load: it is logged at WARN with the reason. Returns whether `e` was one.
+fn warn_tls_failure(route: &Route, e: &(dyn std::error::Error + 'static)) -> bool {
+    match crate::tls::tls_failure(e) {
+        Some(why) => {
+            tracing::warn!(route = %route.id, upstream = ?route.upstream, tls_error = %why, "TLS to upstream failed");
+            true
+        }
+        None => false,
     }
 }
 
@@ -808,6 +818,7 @@ impl Future for ResponseFuture {
                 Attempt::Answered(r) => r,
                 Attempt::Failed(e) => match &route.breaker {
                     Some(b) if !has_cause::<BodyTooLarge>(&*e) => {
+                        warn_tls_failure(route, &*e); // gwsec
                         tracing::debug!(route = %route.id, error = %e, "upstream failed; fallback");
                         b.fallback.response()
                     }

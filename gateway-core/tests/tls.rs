@@ -363,6 +363,11 @@ routes:
     upstream: https://localhost:{port}
     upstream_tls: {{ ca_file: {wrong} }}
     predicates: {{ path_prefix: /wrong }}
+  - id: wrong-ca-fallback
+    upstream: https://localhost:{port}
+    upstream_tls: {{ ca_file: {wrong} }}
+    predicates: {{ path_prefix: /fallback }}
+    breaker: {{ fallback: {{ status: 503, body: resting }} }}
   - id: ip
     upstream: https://127.0.0.1:{port}
     upstream_tls: {{ ca_file: {ca} }}
@@ -403,6 +408,20 @@ routes:
     assert!(
         line.contains(&format!("https://localhost:{}", up.port())),
         "{line}"
+    );
+
+    // Behind a breaker the fallback answers, and the TLS failure is still logged.
+    let r = get_path(gw.addr, "/fallback").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "resting")
+    );
+    let log = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(
+        log.lines().any(|l| l.contains("TLS to upstream failed")
+            && l.contains("wrong-ca-fallback")
+            && l.contains("UnknownIssuer")),
+        "{log}"
     );
 }
 
