@@ -367,6 +367,8 @@ where
     Ok(T::from_response(resp, meta.name()).await?)
 }
 
+pub use crate::observe::CallObserver;
 pub use http;
 pub use http_body;
 pub use tower_service;
+pub use tracing::Instrument;
