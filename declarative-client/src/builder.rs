@@ -274,6 +274,9 @@ pub struct Transport {
     inner: TransportInner,
 }
 
+// Boxing the hyper-util client would allocate on every clone, and the retry layer clones the
+// stack on every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum TransportInner {
     Direct(HttpTransport),
@@ -391,7 +394,9 @@ mod discovery {
     use futures_core::Stream;
     use http::Request;
     use palisade_balancer::rng::SmallRng;
-    use palisade_balancer::{Balance, Config, ConfigError, Endpoint, Metadata, OutlierConfig, Policy};
+    use palisade_balancer::{
+        Balance, Config, ConfigError, Endpoint, Metadata, OutlierConfig, Policy,
+    };
     use palisade_breaker::HttpClassifier;
     use palisade_registry_client::{EndpointDiscover, RegistryClient};
     use tower::buffer::Buffer;
@@ -442,7 +447,8 @@ mod discovery {
     pub(super) type BalancedFuture = tower::buffer::future::ResponseFuture<
         <Lb as tower_service::Service<Request<Body>>>::Future,
     >;
-    pub(super) type Balanced = Buffer<Request<Body>, <Lb as tower_service::Service<Request<Body>>>::Future>;
+    pub(super) type Balanced =
+        Buffer<Request<Body>, <Lb as tower_service::Service<Request<Body>>>::Future>;
 
     impl Discovery {
         pub(super) fn build(

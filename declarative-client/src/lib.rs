@@ -104,11 +104,11 @@ pub use http;
 pub use crate::body::{
     Body, EncodedBody, Form, IntoRequestBody, Json, ReplayableBody, ResponseBody,
 };
+#[cfg(feature = "discovery")]
+pub use crate::builder::DiscoverySource;
 pub use crate::builder::{
     BuildError, ClientBuilder, ClientStack, GeneratedClient, Transport, TransportFuture,
 };
-#[cfg(feature = "discovery")]
-pub use crate::builder::DiscoverySource;
 pub use crate::error::{ApiError, CallError, ClientError};
 pub use crate::meta::{MethodMeta, RetrySpec};
 pub use crate::response::FromResponse;

@@ -19,6 +19,7 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    #[cfg(feature = "metrics")]
     const ALL: [Outcome; 8] = [
         Outcome::Success,
         Outcome::Status,
@@ -101,11 +102,8 @@ impl CallLabels {
 }
 
 #[cfg(feature = "metrics")]
-static METADATA: metrics::Metadata<'static> = metrics::Metadata::new(
-    module_path!(),
-    metrics::Level::INFO,
-    Some(module_path!()),
-);
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// Watches one generated call: opens its span, records its status and outcome, and (with the
 /// `metrics` feature) counts it and times it. A call dropped before it ends records nothing.

@@ -185,8 +185,7 @@ async fn spans_and_metrics_per_call() {
     assert_eq!(call("malformed", "decode"), 1, "{counters:#?}");
     assert_eq!(call("flaky", "success"), 1, "{counters:#?}");
     assert_eq!(
-        counters["palisade_retry_attempts_total{name=shop,result=retried}"],
-        1,
+        counters["palisade_retry_attempts_total{name=shop,result=retried}"], 1,
         "{counters:#?}"
     );
     assert_eq!(

@@ -453,10 +453,18 @@ async fn per_method_fallback_override() {
     assert!(c.top().await.unwrap().contains("\"path\":\"/top\""));
 
     breaker.force_open();
-    assert_eq!(c.title(3).await.unwrap(), "stale title 3", "the trait's fallback");
+    assert_eq!(
+        c.title(3).await.unwrap(),
+        "stale title 3",
+        "the trait's fallback"
+    );
     assert_eq!(c.top().await.unwrap(), "[]", "the method's own fallback");
     assert!(c.count().await.unwrap_err().is_rejected(), "no fallback");
-    assert_eq!(s.seen.total.load(Ordering::SeqCst), 1, "only the first call got through");
+    assert_eq!(
+        s.seen.total.load(Ordering::SeqCst),
+        1,
+        "only the first call got through"
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,10 @@ pub trait Busy {
     async fn flaky(&self, #[path] fails: u32) -> Result<Json<Echo>, ClientError>;
 }
 
-fn client(url: &str, policy: RetryPolicy) -> BusyClient<palisade_client::stack::Stack<palisade_client::transport::HttpTransport>> {
+fn client(
+    url: &str,
+    policy: RetryPolicy,
+) -> BusyClient<palisade_client::stack::Stack<palisade_client::transport::HttpTransport>> {
     BusyClient::new(
         StackBuilder::new("busy")
             .base_url(url)
@@ -100,7 +103,11 @@ async fn too_many_requests_is_retried_only_with_retry_after() {
 
     let err = c.get(1, 429, "-").await.unwrap_err();
     assert_eq!(err.status_code().map(|s| s.as_u16()), Some(429));
-    assert_eq!(s.seen.hits("/retry-after/1/429/-"), 1, "no Retry-After: not retried");
+    assert_eq!(
+        s.seen.hits("/retry-after/1/429/-"),
+        1,
+        "no Retry-After: not retried"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -38,7 +38,7 @@ pub(crate) enum MethodFallback {
     /// `fallback = false`: none for this method.
     Off,
     /// `fallback = Type`: this type (built with `Default`) instead of the trait's.
-    Override(syn::Type),
+    Override(Box<syn::Type>),
 }
 
 pub(crate) struct MethodArgs {
@@ -221,7 +221,7 @@ pub(crate) fn parse_method(input: ParseStream<'_>) -> syn::Result<MethodArgs> {
                         }
                         args.fallback = MethodFallback::Off;
                     } else {
-                        args.fallback = MethodFallback::Override(input.parse()?);
+                        args.fallback = MethodFallback::Override(Box::new(input.parse()?));
                     }
                 }
                 other => {

@@ -353,7 +353,7 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             let key = quote!(#t).to_string();
             if !overrides.iter().any(|(k, _, _)| *k == key) {
                 let field = format_ident!("__fallback_{}", overrides.len());
-                overrides.push((key, t.clone(), field));
+                overrides.push((key, (**t).clone(), field));
             }
         }
     }
@@ -706,18 +706,15 @@ fn method_impl(
         Some((fb, field)) => {
             let method = &m.ident;
             let args = m.params.iter().map(|p| &p.ident);
-            (
-                quote!(let __fb = ::std::sync::Arc::clone(&self.#field);),
-                {
-                    let on_failure = client.fallback_on_failure;
-                    quote! {
-                    if #p::wants_fallback(&__e, #on_failure) {
-                        __obs.fallback(&__e);
-                        return <#fb as #trait_ident>::#method(&*__fb, #(#args),*).await;
-                    }
-                    }
-                },
-            )
+            (quote!(let __fb = ::std::sync::Arc::clone(&self.#field);), {
+                let on_failure = client.fallback_on_failure;
+                quote! {
+                if #p::wants_fallback(&__e, #on_failure) {
+                    __obs.fallback(&__e);
+                    return <#fb as #trait_ident>::#method(&*__fb, #(#args),*).await;
+                }
+                }
+            })
         }
         None => (quote!(), quote!()),
     };

@@ -292,7 +292,11 @@ enum RetryResult {
 /// Parses `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3), relative to `now`.
 /// A date in the past means "now".
 pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -384,9 +388,7 @@ mod metrics_impl {
 
     impl RetryMetrics {
         pub(super) fn new(name: &str) -> Self {
-            let c = |result: &'static str| {
-                counter!("palisade_retry_attempts_total", "name" => name.to_owned(), "result" => result)
-            };
+            let c = |result: &'static str| counter!("palisade_retry_attempts_total", "name" => name.to_owned(), "result" => result);
             Self([
                 c("retried"),
                 c("exhausted"),
@@ -493,7 +495,9 @@ mod tests {
         // Longer than max_retry_after (30 s): not retried.
         assert_eq!(delay(&mut p, &mut req, status(503, Some("31"))).await, None);
         // Garbage: ignored, the backoff applies.
-        let d = delay(&mut p, &mut req, status(503, Some("soon"))).await.unwrap();
+        let d = delay(&mut p, &mut req, status(503, Some("soon")))
+            .await
+            .unwrap();
         assert!(d <= Duration::from_millis(10));
     }
 
@@ -523,7 +527,10 @@ mod tests {
         let p = RetryPolicy::new(1).retry_429_with_retry_after(false);
         assert!(!p.is_retryable_status(429, true));
         assert_eq!(
-            RetryPolicy::new(1).retry_statuses(&[503, 99]).unwrap_err().0,
+            RetryPolicy::new(1)
+                .retry_statuses(&[503, 99])
+                .unwrap_err()
+                .0,
             "retry status 99 is not an error status (expected 400 to 599)"
         );
     }

@@ -116,8 +116,7 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Resp, Infalli
                 a => Some(a.to_owned()),
             };
             if let Some(v) = value {
-                r.headers_mut()
-                    .insert("retry-after", v.parse().unwrap());
+                r.headers_mut().insert("retry-after", v.parse().unwrap());
             }
             r
         }

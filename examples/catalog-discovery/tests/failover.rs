@@ -199,7 +199,11 @@ async fn builder_discovers_instances_fails_over_a_killed_one_and_drops_it_after_
         get(&phase2, RETRIED) >= 1,
         "attempts went to the dead instance and were retried on b: {phase2:#?}"
     );
-    assert_eq!(get(&phase2, SUCCESS), 30, "every call succeeded: {phase2:#?}");
+    assert_eq!(
+        get(&phase2, SUCCESS),
+        30,
+        "every call succeeded: {phase2:#?}"
+    );
 
     // a is deregistered: after the next fetch the Discover stream removes it, and the balancer
     // sends everything straight to b, with no failed attempt and so no retry.
@@ -210,7 +214,11 @@ async fn builder_discovers_instances_fails_over_a_killed_one_and_drops_it_after_
         assert_eq!(t.served_by, "b");
     }
     let phase3 = deltas(&snapshotter);
-    assert_eq!(get(&phase3, RETRIED), 0, "no retry once a is gone: {phase3:#?}");
+    assert_eq!(
+        get(&phase3, RETRIED),
+        0,
+        "no retry once a is gone: {phase3:#?}"
+    );
     assert_eq!(get(&phase3, SUCCESS), 10, "{phase3:#?}");
 
     let _ = stop.send(());
