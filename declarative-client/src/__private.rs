@@ -327,7 +327,14 @@ impl<T: HeaderMapParam> HeaderMapParam for Option<T> {
 
 /// Sends a request through the service: a named future, so that the generated method's state
 /// holds the service once (an `async fn` would keep its argument beside the `Oneshot`).
-pub fn send<S, B>(svc: S, req: Request<Body>, meta: &'static MethodMeta) -> SendFuture<S>
+///
+/// The stack runs inside the call's span (`obs`), so that what the layers log belongs to it.
+pub fn send<S, B>(
+    svc: S,
+    req: Request<Body>,
+    meta: &'static MethodMeta,
+    obs: &CallObserver,
+) -> SendFuture<S>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
@@ -335,6 +342,7 @@ where
     SendFuture {
         inner: svc.oneshot(req),
         meta,
+        span: obs.span(),
     }
 }
 
@@ -344,6 +352,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: tower::util::Oneshot<S, Request<Body>>,
         meta: &'static MethodMeta,
+        span: tracing::Span,
     }
 }
 
@@ -360,6 +369,7 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.enter();
         let meta = *this.meta;
         this.inner
             .poll(cx)
@@ -398,4 +408,3 @@ pub use crate::observe::CallObserver;
 pub use http;
 pub use http_body;
 pub use tower_service;
-pub use tracing::Instrument;

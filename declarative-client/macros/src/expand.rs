@@ -724,8 +724,7 @@ fn method_impl(
         #fb_let
         static __META: #rt::MethodMeta = #meta;
         let __obs = #p::CallObserver::start(&__META);
-        let __span = __obs.span();
-        #p::Instrument::instrument(async move {
+        async move {
             #[allow(unused_mut)]
             let __req = (|| -> ::core::result::Result<#p::http::Request<#rt::Body>, #rt::ClientError> {
                 let mut __b = #p::RequestBuilder::new(&__META, #p::http::Method::#verb_ident, #capacity);
@@ -739,7 +738,7 @@ fn method_impl(
                     return ::core::result::Result::Err(::core::convert::From::from(__e));
                 }
             };
-            let __resp = match #p::send(__svc, __req, &__META).await {
+            let __resp = match #p::send(__svc, __req, &__META, &__obs).await {
                 ::core::result::Result::Ok(r) => r,
                 ::core::result::Result::Err(__e) => {
                     #fb_call
@@ -751,7 +750,7 @@ fn method_impl(
             let __result = #p::finish::<#ok_ty, #err_ty, _>(__resp, &__META).await;
             __obs.finished(&__result);
             __result
-        }, __span)
+        }
     })
 }
 
