@@ -545,6 +545,35 @@ mod tests {
         assert!(Policy::<_, _, Elapsed>::retry(&mut p, &mut req, &mut res).is_none());
     }
 
+    #[test]
+    fn jitter_draws_are_distinct_across_threads_and_in_bounds() {
+        // Clones share one generator: concurrent draws never repeat a state, so two clones
+        // retrying at the same moment do not wait the same delay.
+        let rng = Arc::new(Jitter(AtomicU64::new(3)));
+        let max = Duration::from_millis(250);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let rng = rng.clone();
+                std::thread::spawn(move || {
+                    (0..20_000)
+                        .map(|_| {
+                            assert!(rng.below(max) <= max);
+                            rng.next()
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a state was drawn twice");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_budget_caps_retries_across_clones() {
         // No reserve and 1% of deposits: one deposit does not buy a retry.
