@@ -26,12 +26,17 @@ pub mod config;
 pub mod filter;
 pub mod forward;
 pub mod jwt;
+pub mod lb;
+pub mod limits;
+mod metrics;
 pub mod path;
 mod proxy;
 pub mod ratelimit;
 pub mod reload;
+mod replay;
 pub mod route;
 mod server;
+pub mod source;
 pub mod upstream;
 
 pub use body::{BoxError, GatewayBody};

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     reload_tx: watch::Sender<ReloadStatus>,
     breakers: BreakerStore,
     limiter: Option<crate::ratelimit::RedisLimiter>,
+    // wip/gwlb
+    admission: crate::limits::LimitStore,
 }
 
 /// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
@@ -119,6 +121,7 @@ impl GatewayBuilder {
         let stats = StatsRegistry::default();
         let breakers = BreakerStore::default();
         let clients = Clients::new();
+        let limits = crate::limits::LimitStore::default();
         let router = Router::build(
             &self.config,
             &BuildCtx {
@@ -129,6 +132,7 @@ impl GatewayBuilder {
                 limiter: self.limiter.as_ref(),
                 file: &self.file,
                 version: 0,
+                limits: &limits,
             },
         )?;
         let (reload_tx, _) = watch::channel(ReloadStatus::default());
@@ -144,6 +148,7 @@ impl GatewayBuilder {
                 reload_tx,
                 breakers,
                 limiter: self.limiter,
+                admission: limits,
             }),
         })
     }
@@ -194,6 +199,7 @@ impl Gateway {
                 limiter: self.shared.limiter.as_ref(),
                 file: file.as_ref(),
                 version,
+                limits: &self.shared.admission,
             },
         );
         match result {
@@ -225,6 +231,24 @@ impl Gateway {
                     s.last_error = Some(e.to_string());
                 });
                 tracing::warn!(error = %e, "routes file refused; previous routes kept");
+                Err(e)
+            }
+        }
+    }
+
+    // wip/gwlb
+    /// Parses, checks and swaps in a routes document held in memory (from dynconfig, say);
+    /// `label` names it in errors. A refusal is recorded like a refused file.
+    pub fn reload_yaml(&self, text: &str, label: impl AsRef<Path>) -> Result<u64, RoutesError> {
+        let label = label.as_ref();
+        match GatewayConfig::from_yaml(text, label) {
+            Ok(cfg) => self.reload(&cfg, label),
+            Err(e) => {
+                self.shared.reload_tx.send_modify(|s| {
+                    s.attempts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                tracing::warn!(error = %e, "routes document refused; previous routes kept");
                 Err(e)
             }
         }
@@ -401,6 +425,12 @@ impl GatewayConnection {
                 .map_or_else(|| self.remote.ip().to_string(), str::to_owned);
             format!("palisade:rl:{}:{client}", route.id)
         });
+        // wip/gwlb: the local limit's key header is read before the filters too.
+        let local_key = route
+            .limits
+            .rate
+            .as_ref()
+            .and_then(|r| r.key_before_filters(&parts.headers, self.remote.ip()));
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
         if let Some(mut resp) = filter::apply_request(
             &route.request_filters,
@@ -411,6 +441,23 @@ impl GatewayConnection {
         ) {
             finish_head(&route, &request_id, &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
+            route.metrics.record(resp.status().as_u16(), start.elapsed());
+            return ResponseFuture::local(resp);
+        }
+        // wip/gwlb: local rate limit, after the filters (a JWT subject is verified by then).
+        let local_limit = route.limits.rate.as_ref().map(|r| {
+            let key = local_key.unwrap_or_else(|| r.key_of(&parts.headers, self.remote.ip()));
+            r.check_key(key)
+        });
+        if let Some(info) = local_limit
+            && info.rejected()
+        {
+            let mut resp = local(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
+            finish_head(&route, &request_id, &mut resp);
+            info.apply(resp.headers_mut());
+            route.metrics.rejected(crate::metrics::Rejection::RateLimit);
+            route.stats.record(resp.status().as_u16(), start.elapsed());
+            route.metrics.record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
         }
 
@@ -460,26 +507,39 @@ impl GatewayConnection {
                 .get(CONTENT_LENGTH)
                 .is_none_or(|v| v.as_bytes() == b"0")
             && http_body::Body::is_end_stream(&body);
-        let retry = match &route.retry {
-            Some((attempts, _)) if bodiless && is_idempotent(&parts.method) => Some(Retry {
+        // wip/gwlb: retried requests with a body keep it for replay (`crate::replay`).
+        let replay = route
+            .replay
+            .as_ref()
+            .filter(|p| p.retryable(&parts.method) && (bodiless || p.keeps_bodies()));
+        let mut retry = match (&route.retry, replay) {
+            (Some((attempts, _)), Some(_)) => Some(Retry {
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
                 headers: parts.headers.clone(),
                 left: *attempts,
+                saved: None,
             }),
             _ => None,
         };
-        let req = Request::from_parts(
+        let mut req = Request::from_parts(
             parts,
             RequestBody::new(body, self.shared.limits.max_body_bytes),
         );
+        if let (Some(retry), Some(p)) = (retry.as_mut(), replay)
+            && !bodiless
+        {
+            let (first, saved) = p.prepare(req);
+            req = first;
+            retry.saved = saved;
+        }
         let state = match (&route.rate_limit, limit_key) {
             (Some(rl), Some(key)) => State::Limiting {
                 fut: rl.limiter.take(key, rl.rate, rl.burst),
                 req: Some(req),
             },
-            _ => State::call(&route, req),
+            _ => State::start(&route, req),
         };
         ResponseFuture {
             state,
@@ -490,6 +550,8 @@ impl GatewayConnection {
                 start,
                 upgrade,
                 limit: None,
+                local_limit,
+                slot: None,
             }),
         }
     }
@@ -515,6 +577,11 @@ struct Finish {
     upgrade: Option<(OnUpgrade, HeaderValue)>,
     /// (bucket size, tokens left) from the rate limiter.
     limit: Option<(u64, i64)>,
+    // wip/gwlb
+    /// The local rate limit's verdict (for the `RateLimit-*` headers).
+    local_limit: Option<crate::limits::RateInfo>,
+    /// The route's bulkhead slot, held until the response head is returned.
+    slot: Option<crate::limits::Slot>,
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
@@ -563,10 +630,24 @@ pin_project! {
         Direct { #[pin] fut: UpstreamFuture },
         Breaker { #[pin] fut: BreakerFuture },
         Limiting { fut: crate::ratelimit::VerdictFuture, req: Option<Request<RequestBody>> },
+        // wip/gwlb: waiting for a bulkhead slot.
+        Admitting { adm: crate::limits::Admission, req: Option<Request<RequestBody>> },
     }
 }
 
 impl State {
+    // wip/gwlb: the first attempt goes through the route's bulkhead, retries do not (the slot
+    // is held for the whole request).
+    fn start(route: &Route, req: Request<RequestBody>) -> Self {
+        match &route.limits.bulkhead {
+            Some(b) => State::Admitting {
+                adm: crate::limits::Admission::new(b),
+                req: Some(req),
+            },
+            None => State::call(route, req),
+        }
+    }
+
     fn call(route: &Route, req: Request<RequestBody>) -> Self {
         match &route.breaker {
             None => State::Direct {
@@ -579,13 +660,6 @@ impl State {
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
 /// What a bodiless idempotent request needs to be sent again.
 struct Retry {
     method: Method,
@@ -593,16 +667,21 @@ struct Retry {
     version: Version,
     headers: http::HeaderMap,
     left: u32,
+    // wip/gwlb: the body kept for replay, when the request has one.
+    saved: Option<crate::replay::Saved>,
 }
 
 impl Retry {
-    fn request(&self) -> Request<RequestBody> {
+    fn request(&self, route: &Route) -> Result<Request<RequestBody>, &'static str> {
+        if let (Some(saved), Some(p)) = (&self.saved, &route.replay) {
+            return p.again(saved);
+        }
         let mut r = Request::new(RequestBody::empty());
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
         *r.version_mut() = self.version;
         *r.headers_mut() = self.headers.clone();
-        r
+        Ok(r)
     }
 }
 
@@ -638,12 +717,27 @@ impl ResponseFuture {
 fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Response<GatewayBody> {
     if has_cause::<BodyTooLarge>(e) {
         local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+    } else if let Some(n) = find_cause::<crate::lb::NoInstances>(e) {
+        n.response()
     } else if has_cause::<UpstreamTimeout>(e) {
         local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
     } else {
         tracing::debug!(route = %route.id, error = %e, "upstream failed");
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     }
+}
+
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 fn has_cause<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -677,7 +771,7 @@ impl Future for ResponseFuture {
                         Ok((allowed, left)) => {
                             finish.limit = Some((rl.burst, left));
                             if allowed == 1 {
-                                let next = State::call(&finish.route, req);
+                                let next = State::start(&finish.route, req);
                                 this.state.set(next);
                                 continue;
                             }
@@ -691,9 +785,33 @@ impl Future for ResponseFuture {
                         Err(e) => {
                             // Fail open: a Redis outage must not take the routes down.
                             tracing::debug!(route = %finish.route.id, error = %e, "rate limiter unavailable; letting through");
+                            let next = State::start(&finish.route, req);
+                            this.state.set(next);
+                            continue;
+                        }
+                    }
+                }
+                StateProj::Admitting { adm, req } => {
+                    let admitted = ready!(adm.poll(cx));
+                    let req = req.take().expect("polled after completion");
+                    let finish = this.finish.as_mut().expect("polled after completion");
+                    match admitted {
+                        Ok(slot) => {
+                            finish.slot = Some(slot);
                             let next = State::call(&finish.route, req);
                             this.state.set(next);
                             continue;
+                        }
+                        Err(r) => {
+                            tracing::debug!(route = %finish.route.id, reason = %r, "bulkhead full");
+                            finish
+                                .route
+                                .metrics
+                                .rejected(crate::metrics::Rejection::Bulkhead);
+                            Attempt::Answered(local(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "route at capacity\n",
+                            ))
                         }
                     }
                 }
@@ -731,12 +849,19 @@ impl Future for ResponseFuture {
                 && let Some(retry) = this.retry.as_mut()
                 && retry.left > 0
             {
-                retry.left -= 1;
-                tracing::debug!(route = %route.id, left = retry.left, "retrying");
-                let req = retry.request();
-                let next = State::call(route, req);
-                this.state.set(next);
-                continue;
+                match retry.request(route) {
+                    Ok(req) => {
+                        retry.left -= 1;
+                        tracing::debug!(route = %route.id, left = retry.left, "retrying");
+                        let next = State::call(route, req);
+                        this.state.set(next);
+                        continue;
+                    }
+                    Err(why) => {
+                        retry.left = 0;
+                        tracing::debug!(route = %route.id, reason = why, "not retried");
+                    }
+                }
             }
             break match attempt {
                 Attempt::Response(r) => r.map(GatewayBody::upstream),
@@ -758,6 +883,10 @@ impl Future for ResponseFuture {
             None
         };
         finish_head(&finish.route, &finish.request_id, &mut resp);
+        if let Some(info) = &finish.local_limit {
+            info.apply(resp.headers_mut());
+        }
+        drop(finish.slot.take());
         if let Some((limit, left)) = finish.limit {
             resp.headers_mut()
                 .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
@@ -779,6 +908,7 @@ impl Future for ResponseFuture {
         }
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);
+        finish.route.metrics.record(resp.status().as_u16(), elapsed);
         tracing::debug!(
             target: "palisade_gateway::access",
             route = %finish.route.id,
