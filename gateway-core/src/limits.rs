@@ -50,8 +50,8 @@ pub struct LocalRateLimitConfig {
     /// Calls a key may make at once after a quiet spell (default `rate`).
     #[serde(default)]
     pub burst: Option<u32>,
-    /// What identifies a client.
-    #[serde(default)]
+    /// What identifies a client: `client_ip` (default), `jwt_subject` or `{ header: NAME }`.
+    #[serde(default, with = "serde_yaml::with::singleton_map")]
     pub key: LimitKey,
     /// Keys tracked at most (default 100 000); idle keys are forgotten first, and a new key
     /// that finds no room is limited.
@@ -294,7 +294,12 @@ impl std::fmt::Debug for LimitStore {
 #[derive(Default, Clone)]
 struct Stored {
     bulkhead: Option<BulkheadLayer>,
-    rate: Option<KeyedRateLimitLayer<u64, fn(&u64) -> u64>>,
+    /// The limiter and the hasher of its keys (kept together: a new hasher would give every
+    /// client a fresh budget).
+    rate: Option<(
+        KeyedRateLimitLayer<u64, fn(&u64) -> u64>,
+        std::collections::hash_map::RandomState,
+    )>,
 }
 
 /// Changes to apply once the whole routes file compiled.
@@ -351,25 +356,30 @@ impl LimitStore {
                 c.validate()
                     .map_err(|(k, m)| (format!("local_rate_limit.{k}"), m))?;
                 let cfg = c.breaker_config();
-                let layer = match existing.rate {
-                    Some(l) => {
+                let (layer, hasher) = match existing.rate {
+                    Some((l, h)) => {
                         pending.reconfigure_rates.push((l.handle(), cfg.clone()));
-                        l
+                        (l, h)
                     }
-                    None => KeyedRateLimitLayer::new(
-                        cfg.clone(),
-                        c.max_keys,
-                        identity as fn(&u64) -> u64,
-                    )
-                    .map_err(|e| (format!("local_rate_limit.{}", e.field()), e.to_string()))?,
+                    None => (
+                        KeyedRateLimitLayer::new(
+                            cfg.clone(),
+                            c.max_keys,
+                            identity as fn(&u64) -> u64,
+                        )
+                        .map_err(|e| {
+                            (format!("local_rate_limit.{}", e.field()), e.to_string())
+                        })?,
+                        Default::default(),
+                    ),
                 };
                 let rate = LocalRate {
                     handle: layer.handle(),
                     key: c.key.clone(),
                     burst: cfg.burst,
-                    hasher: Default::default(),
+                    hasher: hasher.clone(),
                 };
-                stored.rate = Some(layer);
+                stored.rate = Some((layer, hasher));
                 Some(rate)
             }
         };
