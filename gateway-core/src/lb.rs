@@ -79,10 +79,7 @@ impl RegistryConfig {
         }
         for (i, u) in self.urls.iter().enumerate() {
             if !u.starts_with("http://") || u.parse::<Uri>().is_err() {
-                return Err((
-                    format!("urls[{i}]"),
-                    format!("`{u}` is not an http:// URL"),
-                ));
+                return Err((format!("urls[{i}]"), format!("`{u}` is not an http:// URL")));
             }
         }
         if self.refresh_interval.is_zero() {
@@ -339,9 +336,7 @@ impl RegistryResolver {
         .map_err(|e| format!("registry: {e}"))?;
         let refresh = client.spawn_refresh();
         let mut r = Self::from_client(client, config.balancer.clone());
-        Arc::get_mut(&mut r.inner)
-            .expect("not shared yet")
-            .refresh = Some(refresh);
+        Arc::get_mut(&mut r.inner).expect("not shared yet").refresh = Some(refresh);
         Ok(r)
     }
 

@@ -151,7 +151,9 @@ pub(crate) struct Admission {
 
 impl Admission {
     pub(crate) fn new(b: &bulkhead::Bulkhead<Hold>) -> Self {
-        Admission { bulkhead: b.clone() }
+        Admission {
+            bulkhead: b.clone(),
+        }
     }
 
     /// A slot, or the rejection (full, queue full, wait timed out).
@@ -268,7 +270,10 @@ impl RateInfo {
     /// Adds the `RateLimit-*` headers (and `Retry-After` when rejected).
     pub(crate) fn apply(&self, h: &mut http::HeaderMap) {
         h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
-        h.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(self.remaining));
+        h.insert(
+            RATELIMIT_REMAINING.clone(),
+            HeaderValue::from(self.remaining),
+        );
         h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(self.reset_secs));
         if self.rejected {
             h.insert(
@@ -296,11 +301,10 @@ struct Stored {
     bulkhead: Option<BulkheadLayer>,
     /// The limiter and the hasher of its keys (kept together: a new hasher would give every
     /// client a fresh budget).
-    rate: Option<(
-        KeyedRateLimitLayer<u64, fn(&u64) -> u64>,
-        std::collections::hash_map::RandomState,
-    )>,
+    rate: Option<(KeyedLayer, std::collections::hash_map::RandomState)>,
 }
+
+type KeyedLayer = KeyedRateLimitLayer<u64, fn(&u64) -> u64>;
 
 /// Changes to apply once the whole routes file compiled.
 #[derive(Default)]
@@ -367,9 +371,7 @@ impl LimitStore {
                             c.max_keys,
                             identity as fn(&u64) -> u64,
                         )
-                        .map_err(|e| {
-                            (format!("local_rate_limit.{}", e.field()), e.to_string())
-                        })?,
+                        .map_err(|e| (format!("local_rate_limit.{}", e.field()), e.to_string()))?,
                         Default::default(),
                     ),
                 };

@@ -39,9 +39,9 @@ mod imp {
     impl RouteMetrics {
         pub(crate) fn new(route: &str) -> Self {
             let r = route.to_owned();
-            let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
-                counter!("palisade_gateway_requests_total", "route" => r.clone(), "code" => c)
-            });
+            let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(
+                |c| counter!("palisade_gateway_requests_total", "route" => r.clone(), "code" => c),
+            );
             RouteMetrics {
                 by_class,
                 duration: histogram!("palisade_gateway_request_duration_seconds", "route" => r.clone()),

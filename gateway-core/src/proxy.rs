@@ -441,7 +441,9 @@ impl GatewayConnection {
         ) {
             finish_head(&route, &request_id, &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
-            route.metrics.record(resp.status().as_u16(), start.elapsed());
+            route
+                .metrics
+                .record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
         }
         // wip/gwlb: local rate limit, after the filters (a JWT subject is verified by then).
@@ -457,7 +459,9 @@ impl GatewayConnection {
             info.apply(resp.headers_mut());
             route.metrics.rejected(crate::metrics::Rejection::RateLimit);
             route.stats.record(resp.status().as_u16(), start.elapsed());
-            route.metrics.record(resp.status().as_u16(), start.elapsed());
+            route
+                .metrics
+                .record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
         }
 

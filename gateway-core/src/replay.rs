@@ -42,7 +42,10 @@ impl ReplayPolicy {
     }
 
     /// The first attempt, recording its body, and what a retry needs.
-    pub(crate) fn prepare(&self, req: Request<RequestBody>) -> (Request<RequestBody>, Option<Saved>) {
+    pub(crate) fn prepare(
+        &self,
+        req: Request<RequestBody>,
+    ) -> (Request<RequestBody>, Option<Saved>) {
         let (req, saved) = self.replay.prepare(req, true);
         (req.map(RequestBody::replaying), saved)
     }

@@ -170,7 +170,10 @@ routes:
             statuses
         });
     }
-    wait_for("some load went through", async || ok.load(Ordering::SeqCst) >= 100).await;
+    wait_for("some load went through", async || {
+        ok.load(Ordering::SeqCst) >= 100
+    })
+    .await;
     instances[1].task.abort();
     let mut total = 0;
     while let Some(r) = load.join_next().await {
@@ -194,6 +197,9 @@ routes:
         assert_ne!(r.body, "b");
     }
     assert_eq!(instances[1].hits.load(Ordering::SeqCst), b_hits);
-    let rest: usize = [0, 2].iter().map(|&i| instances[i].hits.load(Ordering::SeqCst)).sum();
+    let rest: usize = [0, 2]
+        .iter()
+        .map(|&i| instances[i].hits.load(Ordering::SeqCst))
+        .sum();
     assert!(rest >= 8 * 60 + 20 - b_hits, "{rest}");
 }

@@ -13,9 +13,7 @@ fn routes(backend: std::net::SocketAddr, yaml: &str) -> String {
 }
 
 fn header(r: &Reply, name: &str) -> Option<String> {
-    r.headers
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
+    r.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +62,10 @@ routes:
     let started = tokio::time::Instant::now();
     let second = get_path(addr, "/q/x").await;
     assert_eq!(second.status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(200), "did not wait");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "did not wait"
+    );
     assert_eq!(first.await.unwrap().status, 504);
 
     // A wait longer than max_wait is refused.

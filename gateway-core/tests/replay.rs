@@ -34,23 +34,24 @@ async fn recorder(fail_first: usize) -> Recorder {
             };
             let s = s.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let s = s.clone();
-                    async move {
-                        let method = req.method().to_string();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let n = {
-                            let mut v = s.lock().unwrap();
-                            v.push((method, body.clone()));
-                            v.len()
-                        };
-                        let mut r = http::Response::new(Full::new(body));
-                        if n <= fail_first {
-                            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let s = s.clone();
+                        async move {
+                            let method = req.method().to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let n = {
+                                let mut v = s.lock().unwrap();
+                                v.push((method, body.clone()));
+                                v.len()
+                            };
+                            let mut r = http::Response::new(Full::new(body));
+                            if n <= fail_first {
+                                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                            Ok::<_, Infallible>(r)
                         }
-                        Ok::<_, Infallible>(r)
-                    }
-                });
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -81,7 +82,10 @@ routes:
 }
 
 fn body_of(n: usize) -> Bytes {
-    (0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>().into()
+    (0..n)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 async fn send_body(addr: SocketAddr, method: &str, path: &str, body: Bytes) -> Reply {
@@ -121,7 +125,13 @@ async fn post_is_retried_only_when_listed() {
 
     let b = recorder(1).await;
     let gw = start(&routes(b.addr)).await;
-    let r = send_body(gw.addr, "POST", "/post-retried", Bytes::from_static(b"twice")).await;
+    let r = send_body(
+        gw.addr,
+        "POST",
+        "/post-retried",
+        Bytes::from_static(b"twice"),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "twice");
     let seen = b.seen.lock().unwrap().clone();

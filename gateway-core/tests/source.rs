@@ -39,7 +39,11 @@ async fn routes_follow_a_dynconfig_file_and_bad_documents_are_refused() {
     let gateway = Gateway::builder(parse("routes: []")).build().unwrap();
     let routes = follow_dynconfig(&gateway, &config, "gateway.routes").unwrap();
     assert_eq!(routes.label(), "dynconfig:gateway.routes");
-    assert_eq!(gateway.router().version(), 1, "the document was loaded at once");
+    assert_eq!(
+        gateway.router().version(),
+        1,
+        "the document was loaded at once"
+    );
     let gw = serve(gateway.clone(), parse("routes: []")).await;
     assert_eq!(get_path(gw.addr, "/v1/x").await.status, 200);
     assert_eq!(get_path(gw.addr, "/v2/x").await.status, 404);
