@@ -139,7 +139,11 @@ async fn unsafe_methods_are_not_retried_and_bodies_are_replayed() {
         .unwrap();
     assert_eq!(send(put).await.status, 503);
     // wip/gwlb: a small body is kept and replayed (`retry.max_replay_bytes`, tests/replay.rs).
-    assert_eq!(b.hits.load(Ordering::SeqCst), 5, "a PUT with a body is retried");
+    assert_eq!(
+        b.hits.load(Ordering::SeqCst),
+        5,
+        "a PUT with a body is retried"
+    );
 }
 
 #[tokio::test]
