@@ -758,6 +758,15 @@ impl GatewayConfig {
                     format!("attempts must be 1 to 5, not {}", rt.attempts),
                 ));
             }
+            // wip/gwlb: lb:// endpoints are called over HTTP/1.1.
+            if matches!(r.upstream, UpstreamUrl::Service(_)) && r.protocol == Protocol::H2c {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].protocol"),
+                    "lb:// upstreams speak HTTP/1.1 only (h2c is for http:// upstreams)".into(),
+                ));
+            }
             // wip/gwlb: admission limits.
             if let Some(b) = &r.bulkhead
                 && let Err(e) = b.validate()

@@ -96,10 +96,24 @@ pub enum LimitKey {
     JwtSubject,
 }
 
+/// The bulkheads' event listener: `palisade_bulkhead_in_flight{name}` and
+/// `palisade_bulkhead_rejections_total{name}` (name = route id) with the `metrics` feature.
+#[cfg(feature = "metrics")]
+pub(crate) type BulkheadListener = bulkhead::MetricsListener;
+#[cfg(not(feature = "metrics"))]
+pub(crate) type BulkheadListener = ();
+
+#[cfg(feature = "metrics")]
+fn listener(route: &str) -> BulkheadListener {
+    bulkhead::MetricsListener::new(route)
+}
+#[cfg(not(feature = "metrics"))]
+fn listener(_route: &str) -> BulkheadListener {}
+
 /// A route's limits, compiled.
 #[derive(Clone)]
 pub(crate) struct RouteLimits {
-    pub(crate) bulkhead: Option<bulkhead::Bulkhead<Hold>>,
+    pub(crate) bulkhead: Option<bulkhead::Bulkhead<Hold, BulkheadListener>>,
     pub(crate) rate: Option<LocalRate>,
 }
 
@@ -141,16 +155,16 @@ impl Service<()> for Hold {
 /// A held bulkhead slot; given back when dropped.
 pub(crate) type Slot = bulkhead::future::ResponseFuture<
     std::future::Pending<Result<(), std::convert::Infallible>>,
-    (),
+    BulkheadListener,
 >;
 
 /// Waits for a bulkhead slot.
 pub(crate) struct Admission {
-    bulkhead: bulkhead::Bulkhead<Hold>,
+    bulkhead: bulkhead::Bulkhead<Hold, BulkheadListener>,
 }
 
 impl Admission {
-    pub(crate) fn new(b: &bulkhead::Bulkhead<Hold>) -> Self {
+    pub(crate) fn new(b: &bulkhead::Bulkhead<Hold, BulkheadListener>) -> Self {
         Admission {
             bulkhead: b.clone(),
         }
@@ -298,7 +312,7 @@ impl std::fmt::Debug for LimitStore {
 
 #[derive(Default, Clone)]
 struct Stored {
-    bulkhead: Option<BulkheadLayer>,
+    bulkhead: Option<BulkheadLayer<BulkheadListener>>,
     /// The limiter and the hasher of its keys (kept together: a new hasher would give every
     /// client a fresh budget).
     rate: Option<(KeyedLayer, std::collections::hash_map::RandomState)>,
@@ -309,7 +323,7 @@ type KeyedLayer = KeyedRateLimitLayer<u64, fn(&u64) -> u64>;
 /// Changes to apply once the whole routes file compiled.
 #[derive(Default)]
 pub(crate) struct PendingLimits {
-    reconfigure_bulkheads: Vec<(bulkhead::Handle, bulkhead::Config)>,
+    reconfigure_bulkheads: Vec<(bulkhead::Handle<BulkheadListener>, bulkhead::Config)>,
     reconfigure_rates: Vec<(KeyedHandle<u64>, ratelimit::Config)>,
     store: Vec<(String, Stored)>,
 }
@@ -346,7 +360,7 @@ impl LimitStore {
                         pending.reconfigure_bulkheads.push((l.handle(), c.clone()));
                         l
                     }
-                    None => BulkheadLayer::new(id.to_owned(), c.clone())
+                    None => BulkheadLayer::with_listener(id.to_owned(), c.clone(), listener(id))
                         .map_err(|e| (format!("bulkhead.{}", e.field()), e.to_string()))?,
                 };
                 let svc = tower::Layer::layer(&layer, Hold);

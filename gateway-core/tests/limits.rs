@@ -220,4 +220,14 @@ fn bad_limits_are_refused_with_their_key() {
     )
     .unwrap_err();
     assert_eq!(e.line(), Some(4));
+    let e = GatewayConfig::from_yaml(
+        "routes:\n  - id: a\n    upstream: lb://orders\n    protocol: h2c\n",
+        "r.yaml",
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), "routes[0].protocol");
+    let e = GatewayConfig::from_yaml("registry:\n  urls: [ \"ftp://x\" ]\nroutes: []\n", "r.yaml")
+        .unwrap_err();
+    assert_eq!(e.key(), "registry.urls[0]");
+    assert_eq!(e.line(), Some(1));
 }

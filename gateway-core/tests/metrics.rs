@@ -104,11 +104,16 @@ routes:
   - id: orders
     upstream: lb://orders
     predicates: {{ path_prefix: /orders }}
+  - id: narrow
+    upstream: http://{b}
+    predicates: {{ path_prefix: /hang }}
+    bulkhead: {{ max_concurrent: 1, max_wait: 0s }}
   - id: limited
-    upstream: http://{}
+    upstream: http://{b}
     local_rate_limit: {{ rate: 1, period: 1h }}
+    bulkhead: {{ max_concurrent: 1, max_wait: 0s }}
 "#,
-        b.addr
+        b = b.addr
     ));
     let resolver = RegistryResolver::new(cfg.registry.as_ref().unwrap()).unwrap();
     let gw = start_with(cfg, |g| g.resolver(Arc::new(resolver))).await;
@@ -116,6 +121,14 @@ routes:
     assert_eq!(get_path(gw.addr, "/x").await.status, 200);
     assert_eq!(get_path(gw.addr, "/x").await.status, 429);
     assert_eq!(get_path(gw.addr, "/x").await.status, 429);
+    // One request holds the `narrow` route's only slot; the next is turned away.
+    let addr = gw.addr;
+    let held = tokio::spawn(async move { get_path(addr, "/hang").await });
+    tokio::time::timeout(WAIT, b.hung.lock().await.recv())
+        .await
+        .expect("the held request reached the backend")
+        .unwrap();
+    assert_eq!(get_path(gw.addr, "/hang").await.status, 503);
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut orders_ok = 0;
     while orders_ok < 4 {
@@ -160,6 +173,24 @@ routes:
         Some(&DebugValue::Gauge(2.0.into())),
         "{m:?}"
     );
+
+    assert_eq!(
+        get("palisade_bulkhead_rejections_total{name=narrow}"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        get("palisade_gateway_rejections_total{reason=bulkhead,route=narrow}"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        get("palisade_bulkhead_in_flight{name=narrow}"),
+        Some(&DebugValue::Gauge(1.0.into()))
+    );
+    assert_eq!(
+        get("palisade_bulkhead_in_flight{name=limited}"),
+        Some(&DebugValue::Gauge(0.0.into()))
+    );
+    held.abort();
 
     // The admin renderer counts the same answers.
     let stats = gw.gateway.route_stats();
