@@ -197,6 +197,18 @@ routes:
         assert_ne!(r.body, "b");
     }
     assert_eq!(instances[1].hits.load(Ordering::SeqCst), b_hits);
+
+    // Deregistered in the registry: the balancer drops the instance (it follows the registry's
+    // Discover stream; picks drive it).
+    registrar.cancel("ORDERS", "orders-b").await.unwrap();
+    let balancer = resolver.balancer("orders").unwrap();
+    wait_for("orders-b removed from the balancer", async || {
+        let r = send_with(&c, get(addr, "/orders/9").body(Full::default()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        balancer.snapshot().endpoints.len() == 2
+    })
+    .await;
+    assert!(balancer.snapshot().endpoint("\"orders-b\"").is_none());
     let rest: usize = [0, 2]
         .iter()
         .map(|&i| instances[i].hits.load(Ordering::SeqCst))
