@@ -104,11 +104,19 @@ pub(crate) type BulkheadListener = bulkhead::MetricsListener;
 pub(crate) type BulkheadListener = ();
 
 #[cfg(feature = "metrics")]
-fn listener(route: &str) -> BulkheadListener {
-    bulkhead::MetricsListener::new(route)
+fn bulkhead_layer(
+    route: &str,
+    cfg: bulkhead::Config,
+) -> Result<BulkheadLayer<BulkheadListener>, palisade_breaker::InvalidConfig> {
+    BulkheadLayer::with_listener(route, cfg, bulkhead::MetricsListener::new(route))
 }
 #[cfg(not(feature = "metrics"))]
-fn listener(_route: &str) -> BulkheadListener {}
+fn bulkhead_layer(
+    route: &str,
+    cfg: bulkhead::Config,
+) -> Result<BulkheadLayer<BulkheadListener>, palisade_breaker::InvalidConfig> {
+    BulkheadLayer::new(route, cfg)
+}
 
 /// A route's limits, compiled.
 #[derive(Clone)]
@@ -360,7 +368,7 @@ impl LimitStore {
                         pending.reconfigure_bulkheads.push((l.handle(), c.clone()));
                         l
                     }
-                    None => BulkheadLayer::with_listener(id.to_owned(), c.clone(), listener(id))
+                    None => bulkhead_layer(id, c.clone())
                         .map_err(|e| (format!("bulkhead.{}", e.field()), e.to_string()))?,
                 };
                 let svc = tower::Layer::layer(&layer, Hold);
