@@ -284,6 +284,18 @@ static RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("rateli
 static RATELIMIT_REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
 
+/// Header values of small numbers, built once: cloning one is a reference-count increment,
+/// where `HeaderValue::from(n)` formats into a fresh buffer (two allocations).
+fn number(n: u64) -> HeaderValue {
+    const SMALL: usize = 4096;
+    static TABLE: std::sync::LazyLock<Box<[HeaderValue]>> =
+        std::sync::LazyLock::new(|| (0..SMALL as u64).map(HeaderValue::from).collect());
+    match usize::try_from(n).ok().and_then(|i| TABLE.get(i)) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
 impl RateInfo {
     pub(crate) fn rejected(&self) -> bool {
         self.rejected
@@ -291,18 +303,16 @@ impl RateInfo {
 
     /// Adds the `RateLimit-*` headers (and `Retry-After` when rejected).
     pub(crate) fn apply(&self, h: &mut http::HeaderMap) {
-        h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
+        h.insert(RATELIMIT_LIMIT.clone(), number(u64::from(self.limit)));
         h.insert(
             RATELIMIT_REMAINING.clone(),
-            HeaderValue::from(self.remaining),
+            number(u64::from(self.remaining)),
         );
-        h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(self.reset_secs));
+        let reset = number(self.reset_secs);
         if self.rejected {
-            h.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(self.reset_secs),
-            );
+            h.insert(http::header::RETRY_AFTER, reset.clone());
         }
+        h.insert(RATELIMIT_RESET.clone(), reset);
     }
 }
 
