@@ -55,6 +55,18 @@ pub struct GatewayConfig {
     /// cannot spoof its address to the upstreams. Read at start.
     #[serde(default)]
     pub trust_forwarded: bool,
+    // gwsec: TLS listener, trusted proxies, global CORS (new optional keys).
+    /// TLS on the proxy listener (certificate chain and key PEM files), read at start.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsListenerConfig>,
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-*`/`Forwarded` are kept and appended to;
+    /// from any other peer they are dropped. `trust_forwarded: true` trusts every peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::trust::Cidr>,
+    /// CORS for every route that has no `cors` of its own.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
+    // gwsec end
     /// How long graceful shutdown waits for in-flight requests.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -158,6 +170,14 @@ pub struct RouteConfig {
     /// In-process rate limit per client key (`429`).
     #[serde(default)]
     pub local_rate_limit: Option<crate::limits::LocalRateLimitConfig>,
+    // gwsec: https upstreams and per-route CORS.
+    /// How an `https://` upstream is verified (CA file, webpki roots, ALPN).
+    #[serde(default)]
+    pub upstream_tls: Option<crate::tls::UpstreamTlsConfig>,
+    /// CORS for this route (replaces the top-level `cors`).
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
+    // gwsec end
     /// Applied in order; each is a one-key map (`- strip_prefix: 1`).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
@@ -307,12 +327,14 @@ pub enum FilterConfig {
     /// Requires one of the listed API keys in a header (`401` otherwise); the header is not
     /// forwarded upstream.
     ApiKey(ApiKey),
-    /// Requires a valid HS256 JWT in `Authorization: Bearer` (`401` otherwise).
+    /// Requires a valid JWT in `Authorization: Bearer` (`401` otherwise): HS256 with a secret,
+    /// or RS256/ES256 with a JWKS file.
     Jwt(JwtConfig),
 }
 
-/// HS256 JWT check. The secret comes from `secret_env` (an environment variable, read when the
-/// routes load) or, for tests, `secret`.
+/// JWT check: HS256 with a secret from `secret_env` (an environment variable, read when the
+/// routes load) or, for tests, `secret`; or RS256/ES256 with the public keys of `jwks_file`
+/// (read when the routes load). Exactly one of the three.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
@@ -322,6 +344,9 @@ pub struct JwtConfig {
     /// The HMAC secret inline.
     #[serde(default)]
     pub secret: Option<String>,
+    /// A JWKS file (RFC 7517 `{"keys": [...]}`, RSA and EC P-256 keys) for RS256/ES256 (gwsec).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
     /// Required `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -501,12 +526,14 @@ impl<'de> Deserialize<'de> for PathPattern {
 /// an [`UpstreamResolver`](crate::upstream::UpstreamResolver) given to the gateway).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamUrl {
-    /// `http://authority[/base]`.
+    /// `http://authority[/base]` or `https://authority[/base]`.
     Fixed {
         /// `host:port`.
         authority: http::uri::Authority,
         /// Path prepended to every request path, without a trailing `/` (may be empty).
         base_path: String,
+        /// `https://` (gwsec).
+        tls: bool,
     },
     /// `lb://name`.
     Service(String),
@@ -518,14 +545,18 @@ impl fmt::Display for UpstreamUrl {
             UpstreamUrl::Fixed {
                 authority,
                 base_path,
-            } => write!(f, "http://{authority}{base_path}"),
+                tls,
+            } => {
+                let scheme = if *tls { "https" } else { "http" };
+                write!(f, "{scheme}://{authority}{base_path}")
+            }
             UpstreamUrl::Service(n) => write!(f, "lb://{n}"),
         }
     }
 }
 
 impl UpstreamUrl {
-    /// Parses `http://host:port[/base]` or `lb://name`.
+    /// Parses `http://host:port[/base]`, `https://host[:port][/base]` or `lb://name`.
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("lb://") {
             if name.is_empty()
@@ -540,19 +571,20 @@ impl UpstreamUrl {
         let uri: http::Uri = s
             .parse()
             .map_err(|e| format!("invalid upstream URL `{s}`: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => {
                 return Err(format!(
-                    "unsupported upstream scheme `{other}` in `{s}` (use http:// or lb://)"
+                    "unsupported upstream scheme `{other}` in `{s}` (use http://, https:// or lb://)"
                 ));
             }
             None => {
                 return Err(format!(
-                    "upstream URL `{s}` has no scheme (use http:// or lb://)"
+                    "upstream URL `{s}` has no scheme (use http://, https:// or lb://)"
                 ));
             }
-        }
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -564,6 +596,7 @@ impl UpstreamUrl {
         Ok(UpstreamUrl::Fixed {
             authority,
             base_path,
+            tls,
         })
     }
 }

@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod filter;
 pub mod forward;
 pub mod jwt;
@@ -37,8 +38,10 @@ mod replay;
 pub mod route;
 mod server;
 pub mod source;
+pub mod tls;
+pub mod trust;
 pub mod upstream;
 
 pub use body::{BoxError, GatewayBody};
 pub use proxy::{Gateway, GatewayBuilder, GatewayConnection, ReloadStatus, ResponseFuture};
-pub use server::serve;
+pub use server::{serve, serve_tls};

@@ -86,7 +86,7 @@ impl LocalRateLimitConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LimitKey {
-    /// The client's IP address (the TCP peer).
+    /// The client's IP address (the TCP peer, or the client behind `trusted_proxies`).
     #[default]
     ClientIp,
     /// A request header's value (an API key, a tenant); the client IP when it is absent.

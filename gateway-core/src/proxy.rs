@@ -50,7 +50,8 @@ pub(crate) struct Shared {
     router: ArcSwap<Router>,
     clients: Arc<Clients>,
     limits: Limits,
-    trust_forwarded: bool,
+    /// gwsec: peers whose forwarded headers are believed.
+    trust: crate::trust::TrustedProxies,
     pub(crate) stats: StatsRegistry,
     resolver: Option<Arc<dyn UpstreamResolver>>,
     seed: Option<AtomicU64>,
@@ -141,7 +142,10 @@ impl GatewayBuilder {
                 router: ArcSwap::from_pointee(router),
                 clients,
                 limits: self.config.limits,
-                trust_forwarded: self.config.trust_forwarded,
+                trust: crate::trust::TrustedProxies::new(
+                    self.config.trusted_proxies.clone(),
+                    self.config.trust_forwarded,
+                ),
                 stats,
                 resolver: self.resolver,
                 seed: self.seed.map(AtomicU64::new),
@@ -283,6 +287,17 @@ impl Gateway {
         GatewayConnection {
             shared: self.shared.clone(),
             remote,
+            proto: "http",
+        }
+    }
+
+    /// The service for one client connection that arrived over TLS (`X-Forwarded-Proto:
+    /// https`).
+    pub fn connection_tls(&self, remote: SocketAddr) -> GatewayConnection {
+        GatewayConnection {
+            shared: self.shared.clone(),
+            remote,
+            proto: "https",
         }
     }
 }
@@ -293,6 +308,8 @@ impl Gateway {
 pub struct GatewayConnection {
     shared: Arc<Shared>,
     remote: SocketAddr,
+    /// gwsec: `http` or `https` (the client's scheme, for `X-Forwarded-Proto`/`Forwarded`).
+    proto: &'static str,
 }
 
 impl std::fmt::Debug for GatewayConnection {
@@ -378,11 +395,34 @@ impl GatewayConnection {
             None => fastrand::Rng::new(),
         };
         let seed = if router.has_weights() { rng.u64(..) } else { 0 };
+        // gwsec: a CORS preflight is matched as the request it announces, and answered here.
+        if crate::cors::Cors::is_preflight_head(&parts.method, &parts.headers)
+            && let Some(asked) = parts
+                .headers
+                .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        {
+            let options = std::mem::replace(&mut parts.method, asked);
+            // No route for the announced method: the top-level policy decides (Spring's
+            // `globalcors` is by path, not by route).
+            let cors = match router.find(&parts, &norm, seed) {
+                Some((r, _)) => r.cors.clone(),
+                None => router.cors.clone(),
+            };
+            parts.method = options;
+            if let Some(cors) = cors {
+                return ResponseFuture::local(cors.preflight(&parts.headers));
+            }
+        }
         let Some((route, caps)) = router.find(&parts, &norm, seed) else {
             return ResponseFuture::local(local(StatusCode::NOT_FOUND, "no route\n"));
         };
         let route = route.clone();
         drop(router);
+        let cors_origin = route
+            .cors
+            .as_ref()
+            .and_then(|c| c.allow_origin(&parts.headers));
 
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -403,13 +443,22 @@ impl GatewayConnection {
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, proto.clone());
         }
-        if !self.shared.trust_forwarded {
+        // gwsec: trusted proxies (the client IP behind them keys the rate limit).
+        // wip/gwlb: ... and the local rate limit.
+        let client_ip = if route.rate_limit.is_some() || route.limits.rate.is_some() {
+            self.shared
+                .trust
+                .client_ip(self.remote.ip(), &parts.headers)
+        } else {
+            self.remote.ip()
+        };
+        if !self.shared.trust.trusts(self.remote.ip()) {
             forward::drop_forwarded(&mut parts.headers);
         }
         forward::add_forwarded(
             &mut parts.headers,
             self.remote,
-            "http",
+            self.proto,
             client_host.as_ref(),
         );
         let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
@@ -422,7 +471,7 @@ impl GatewayConnection {
                 .as_ref()
                 .and_then(|h| parts.headers.get(h))
                 .and_then(|v| v.to_str().ok())
-                .map_or_else(|| self.remote.ip().to_string(), str::to_owned);
+                .map_or_else(|| client_ip.to_string(), str::to_owned);
             format!("palisade:rl:{}:{client}", route.id)
         });
         // wip/gwlb: the local limit's key header is read before the filters too.
@@ -430,7 +479,7 @@ impl GatewayConnection {
             .limits
             .rate
             .as_ref()
-            .and_then(|r| r.key_before_filters(&parts.headers, self.remote.ip()));
+            .and_then(|r| r.key_before_filters(&parts.headers, client_ip));
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
         if let Some(mut resp) = filter::apply_request(
             &route.request_filters,
@@ -439,7 +488,7 @@ impl GatewayConnection {
             &norm,
             &caps,
         ) {
-            finish_head(&route, &request_id, &mut resp);
+            finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
             route
                 .metrics
@@ -448,14 +497,14 @@ impl GatewayConnection {
         }
         // wip/gwlb: local rate limit, after the filters (a JWT subject is verified by then).
         let local_limit = route.limits.rate.as_ref().map(|r| {
-            let key = local_key.unwrap_or_else(|| r.key_of(&parts.headers, self.remote.ip()));
+            let key = local_key.unwrap_or_else(|| r.key_of(&parts.headers, client_ip));
             r.check_key(key)
         });
         if let Some(info) = local_limit
             && info.rejected()
         {
             let mut resp = local(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
-            finish_head(&route, &request_id, &mut resp);
+            finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
             info.apply(resp.headers_mut());
             route.metrics.rejected(crate::metrics::Rejection::RateLimit);
             route.stats.record(resp.status().as_u16(), start.elapsed());
@@ -470,7 +519,8 @@ impl GatewayConnection {
             Upstream::Fixed {
                 authority,
                 base_path,
-            } => (base_path.as_str(), Some(authority)),
+                tls,
+            } => (base_path.as_str(), Some((authority, *tls))),
             Upstream::Service { .. } => ("", None),
         };
         let mut pq =
@@ -488,8 +538,8 @@ impl GatewayConnection {
         drop(norm);
         let mut up = http::uri::Parts::default();
         up.path_and_query = Some(pq);
-        if let Some(a) = authority {
-            up.scheme = Some(Scheme::HTTP);
+        if let Some((a, tls)) = authority {
+            up.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
             up.authority = Some(a.clone());
         }
         parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
@@ -556,13 +606,23 @@ impl GatewayConnection {
                 limit: None,
                 local_limit,
                 slot: None,
+                cors_origin,
             }),
         }
     }
 }
 
-fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<GatewayBody>) {
+fn finish_head(
+    route: &Route,
+    request_id: &HeaderValue,
+    cors_origin: Option<&HeaderValue>,
+    resp: &mut Response<GatewayBody>,
+) {
     forward::strip_hop_by_hop(resp.headers_mut());
+    // gwsec: CORS headers before the route's own response filters (which may adjust them).
+    if let Some(c) = &route.cors {
+        c.apply(cors_origin, resp.headers_mut());
+    }
     for f in &route.response_filters {
         f.apply(resp.headers_mut());
     }
@@ -586,6 +646,8 @@ struct Finish {
     local_limit: Option<crate::limits::RateInfo>,
     /// The route's bulkhead slot, held until the response head is returned.
     slot: Option<crate::limits::Slot>,
+    /// gwsec: the `Access-Control-Allow-Origin` to send, when the route has CORS.
+    cors_origin: Option<HeaderValue>,
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
@@ -725,6 +787,8 @@ fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Respo
         n.response()
     } else if has_cause::<UpstreamTimeout>(e) {
         local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+    } else if warn_tls_failure(route, e) {
+        local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     } else {
         tracing::debug!(route = %route.id, error = %e, "upstream failed");
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
@@ -742,6 +806,18 @@ fn find_cause<'a, T: std::error::Error + 'static>(
         cur = e.source();
     }
     None
+}
+
+/// gwsec: a TLS failure to an upstream is a configuration problem (wrong CA, name, protocol),
+/// not load: it is logged at WARN with the reason. Returns whether `e` was one.
+fn warn_tls_failure(route: &Route, e: &(dyn std::error::Error + 'static)) -> bool {
+    match crate::tls::tls_failure(e) {
+        Some(why) => {
+            tracing::warn!(route = %route.id, upstream = ?route.upstream, tls_error = %why, "TLS to upstream failed");
+            true
+        }
+        None => false,
+    }
 }
 
 fn has_cause<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -872,6 +948,7 @@ impl Future for ResponseFuture {
                 Attempt::Answered(r) => r,
                 Attempt::Failed(e) => match &route.breaker {
                     Some(b) if !has_cause::<BodyTooLarge>(&*e) => {
+                        warn_tls_failure(route, &*e); // gwsec
                         tracing::debug!(route = %route.id, error = %e, "upstream failed; fallback");
                         b.fallback.response()
                     }
@@ -886,7 +963,12 @@ impl Future for ResponseFuture {
         } else {
             None
         };
-        finish_head(&finish.route, &finish.request_id, &mut resp);
+        finish_head(
+            &finish.route,
+            &finish.request_id,
+            finish.cors_origin.as_ref(),
+            &mut resp,
+        );
         if let Some(info) = &finish.local_limit {
             info.apply(resp.headers_mut());
         }

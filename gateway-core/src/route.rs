@@ -117,6 +117,8 @@ pub struct Route {
     pub(crate) response_filters: Vec<ResponseFilter>,
     pub(crate) upstream: Upstream,
     pub(crate) call: UpstreamCall,
+    /// gwsec: the route's CORS policy (its own, else the top-level one).
+    pub(crate) cors: Option<Arc<crate::cors::Cors>>,
     pub(crate) breaker: Option<RouteBreaker>,
     pub(crate) rate_limit: Option<RouteLimit>,
     /// (extra attempts, retried statuses).
@@ -262,6 +264,8 @@ pub struct Router {
     routes: Vec<Arc<Route>>,
     weight_totals: Vec<u32>,
     version: u64,
+    /// gwsec: the top-level CORS policy.
+    pub(crate) cors: Option<Arc<crate::cors::Cors>>,
 }
 
 impl Router {
@@ -274,6 +278,16 @@ impl Router {
         let mut groups: Vec<(String, u32)> = Vec::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
         let mut pending_limits = crate::limits::PendingLimits::default();
+        // gwsec: the top-level CORS policy, for routes without their own and for preflights
+        // that match no route.
+        let global_cors = match &cfg.cors {
+            None => None,
+            Some(c) => {
+                Some(Arc::new(crate::cors::Cors::compile(c).map_err(|m| {
+                    RoutesError::new(file, None, "cors".into(), m)
+                })?))
+            }
+        };
         for (i, rc) in cfg.routes.iter().enumerate() {
             let err = |key: &str, m: String| {
                 RoutesError::new(file, None, format!("routes[{i}].{key}"), m)
@@ -283,7 +297,18 @@ impl Router {
                     .map_err(|m| err("filters", m))?;
             let upstream =
                 Upstream::from_url(&rc.upstream, ctx.resolver).map_err(|m| err("upstream", m))?;
-            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout);
+            // gwsec: https upstreams, CORS.
+            let https = crate::tls::route_client(&ctx.clients.tls, rc)
+                .map_err(|m| err("upstream_tls", m))?;
+            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout)
+                .with_https(https);
+            let cors = match &rc.cors {
+                None => global_cors.clone(),
+                Some(c) => Some(Arc::new(
+                    crate::cors::Cors::compile(c).map_err(|m| err("cors", m))?,
+                )),
+            };
+            // gwsec end
             let breaker = match &rc.breaker {
                 None => None,
                 Some(b) => {
@@ -384,6 +409,7 @@ impl Router {
                 response_filters,
                 upstream,
                 call,
+                cors,
                 breaker,
                 rate_limit,
                 retry: rc.retry.as_ref().map(|r| (r.attempts, r.statuses.clone())),
@@ -420,6 +446,7 @@ impl Router {
             routes,
             weight_totals: groups.into_iter().map(|(_, t)| t).collect(),
             version,
+            cors: global_cors,
         })
     }
 

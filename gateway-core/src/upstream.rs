@@ -33,10 +33,11 @@ pub trait UpstreamResolver: Send + Sync + 'static {
 /// Where a compiled route sends requests.
 #[derive(Clone)]
 pub(crate) enum Upstream {
-    /// A fixed `http://authority/base`.
+    /// A fixed `http(s)://authority/base`.
     Fixed {
         authority: Authority,
         base_path: String,
+        tls: bool,
     },
     /// A named service.
     Service { name: String, svc: UpstreamService },
@@ -48,7 +49,11 @@ impl fmt::Debug for Upstream {
             Upstream::Fixed {
                 authority,
                 base_path,
-            } => write!(f, "http://{authority}{base_path}"),
+                tls,
+            } => {
+                let scheme = if *tls { "https" } else { "http" };
+                write!(f, "{scheme}://{authority}{base_path}")
+            }
             Upstream::Service { name, .. } => write!(f, "lb://{name}"),
         }
     }
@@ -63,9 +68,11 @@ impl Upstream {
             UpstreamUrl::Fixed {
                 authority,
                 base_path,
+                tls,
             } => Ok(Upstream::Fixed {
                 authority: authority.clone(),
                 base_path: base_path.clone(),
+                tls: *tls,
             }),
             UpstreamUrl::Service(name) => {
                 let resolver = resolver.ok_or_else(|| {
@@ -92,6 +99,8 @@ pub type HttpClient = Client<HttpConnector, RequestBody>;
 pub(crate) struct Clients {
     pub(crate) h1: HttpClient,
     pub(crate) h2c: HttpClient,
+    /// gwsec: pools for https upstreams, by TLS settings.
+    pub(crate) tls: crate::tls::ClientCache,
 }
 
 impl Clients {
@@ -109,7 +118,11 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_only(true);
         let h2c = b2.build(conn);
-        Arc::new(Clients { h1, h2c })
+        Arc::new(Clients {
+            h1,
+            h2c,
+            tls: Default::default(),
+        })
     }
 }
 
@@ -130,6 +143,8 @@ enum Target {
     /// The shared pools (one `Arc`, so a per-request clone is one increment).
     Client(Arc<Clients>, Protocol),
     Service(UpstreamService),
+    /// gwsec: an https upstream's pool (in an `Arc`: a per-request clone is one increment).
+    Https(Arc<crate::tls::HttpsClient>),
 }
 
 /// One route's call to its upstream, with the route's timeout: a `tower::Service`, so the
@@ -160,6 +175,14 @@ impl UpstreamCall {
             Upstream::Service { svc, .. } => Target::Service(svc.clone()),
         };
         UpstreamCall { target, timeout }
+    }
+
+    /// gwsec: sends through an https pool instead (for `https://` upstreams).
+    pub(crate) fn with_https(mut self, client: Option<crate::tls::HttpsClient>) -> Self {
+        if let Some(c) = client {
+            self.target = Target::Https(Arc::new(c));
+        }
+        self
     }
 }
 
@@ -228,6 +251,9 @@ impl tower_service::Service<Request<RequestBody>> for UpstreamCall {
             },
             Target::Client(c, Protocol::H2c) => CallState::Client {
                 fut: c.h2c.request(req),
+            },
+            Target::Https(c) => CallState::Client {
+                fut: c.request(req),
             },
             Target::Service(s) => CallState::Service {
                 fut: s.clone().oneshot(req),

@@ -71,6 +71,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // gwsec: TLS listener; a bad certificate or key stops the start with the file and reason.
+        let tls = match cfg.tls.as_ref().map(palisade_gateway::tls::ServerTls::new) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                eprintln!("error: tls: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -104,14 +113,34 @@ fn main() -> ExitCode {
                     None
                 }
             };
+        // gwsec: a rotated certificate is picked up without a signal too.
+        let _cert_watcher = match tls
+            .as_ref()
+            .map(|t| t.watch_files(Duration::from_millis(200)))
+        {
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch the TLS files; reload them with SIGHUP");
+                None
+            }
+            Some(Ok(w)) => Some(w),
+            None => None,
+        };
         let hup_gateway = gateway.clone();
         let hup_file = file.clone();
+        let hup_tls = tls.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = signal(SignalKind::hangup()) else {
                 return;
             };
             while hup.recv().await.is_some() {
                 let _ = hup_gateway.reload_file(&hup_file);
+                // gwsec: SIGHUP also re-reads the certificate; a bad one is logged and the
+                // one in use stays.
+                if let Some(t) = &hup_tls
+                    && let Err(e) = t.reload()
+                {
+                    tracing::warn!(error = %e, "TLS certificate refused; previous one kept");
+                }
             }
         });
         tracing::info!(listen = %cfg.listen, routes = cfg.routes.len(), "gateway started");
@@ -123,9 +152,24 @@ fn main() -> ExitCode {
             }
             let _ = stop_tx.send(true);
         };
-        match palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout)
-            .await
-        {
+        let served = match tls {
+            Some(t) => {
+                palisade_gateway::serve_tls(
+                    listener,
+                    gateway,
+                    cfg.limits,
+                    t,
+                    shutdown,
+                    cfg.drain_timeout,
+                )
+                .await
+            }
+            None => {
+                palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout)
+                    .await
+            }
+        };
+        match served {
             Ok(0) => ExitCode::SUCCESS,
             Ok(n) => {
                 tracing::warn!(open = n, "drain timeout passed with connections open");
