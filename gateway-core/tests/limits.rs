@@ -231,3 +231,31 @@ fn bad_limits_are_refused_with_their_key() {
     assert_eq!(e.key(), "registry.urls[0]");
     assert_eq!(e.line(), Some(1));
 }
+
+#[tokio::test]
+async fn local_rate_limit_keys_on_the_client_behind_trusted_proxies() {
+    let b = backend("b").await;
+    let gw = start(&routes(
+        b.addr,
+        r#"
+trusted_proxies: [ 127.0.0.1 ]
+routes:
+  - id: by-ip
+    upstream: BACKEND
+    local_rate_limit: { rate: 1, period: 1h }
+"#,
+    ))
+    .await;
+    let from = |client: &'static str| {
+        send(
+            get(gw.addr, "/")
+                .header("x-forwarded-for", client)
+                .body(Full::default())
+                .unwrap(),
+        )
+    };
+    assert_eq!(from("203.0.113.7").await.status, 200);
+    assert_eq!(from("203.0.113.7").await.status, 429);
+    // Another client behind the same proxy has its own budget.
+    assert_eq!(from("203.0.113.8").await.status, 200);
+}
