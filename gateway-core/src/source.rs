@@ -1,5 +1,5 @@
 //! Routes from `palisade-dynconfig`: the routes document (the same YAML as the routes file) is
-//! the string value of one key of a dynconfig [`Config`](palisade_dynconfig::Config), whichever
+//! the string value of one key of a dynconfig `palisade_dynconfig::Config`, whichever
 //! layer sets it (a file, the Spring-compatible config server, an override). Each new value is
 //! parsed and checked exactly like the file; a bad document is refused with
 //! `dynconfig:KEY:line:column: path: message` (lines counted inside the document), recorded in
