@@ -73,6 +73,10 @@ pub struct GatewayConfig {
     /// The routes, tried in order; the first that matches wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    // wip/gwlb: lb:// through the registry and balancer.
+    /// The registry `lb://` upstreams are resolved in (read at start): see [`crate::lb`].
+    #[serde(default)]
+    pub registry: Option<crate::lb::RegistryConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -159,6 +163,13 @@ pub struct RouteConfig {
     /// Circuit breaker around the upstream call, with the response given while it is open.
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
+    // wip/gwlb: per-route admission (see `crate::limits`).
+    /// Calls in flight at most, with a bounded wait (`503` when full).
+    #[serde(default)]
+    pub bulkhead: Option<palisade_breaker::bulkhead::Config>,
+    /// In-process rate limit per client key (`429`).
+    #[serde(default)]
+    pub local_rate_limit: Option<crate::limits::LocalRateLimitConfig>,
     // gwsec: https upstreams and per-route CORS.
     /// How an `https://` upstream is verified (CA file, webpki roots, ALPN).
     #[serde(default)]
@@ -188,9 +199,11 @@ pub struct RateLimitConfig {
     pub key_header: Option<Name>,
 }
 
-/// Retry policy: only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and only
-/// requests without a body are retried, so nothing is buffered to replay. A retry follows an
-/// upstream error or timeout, or one of `statuses`; a breaker rejection is not retried.
+/// Retry policy: idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and those listed
+/// in `methods` are retried. A request body is kept as it streams, up to `max_replay_bytes`,
+/// and sent again on a retry; a larger body is streamed once and the request is not retried
+/// (logged at debug). A retry follows an upstream error or timeout, or one of `statuses`; a
+/// breaker rejection is not retried.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
@@ -199,6 +212,16 @@ pub struct RetryConfig {
     /// Response statuses that are retried (default 502, 503, 504).
     #[serde(default = "default_retry_statuses")]
     pub statuses: Vec<u16>,
+    /// More methods to retry (`POST` when the upstream deduplicates), besides the idempotent ones.
+    #[serde(default)]
+    pub methods: Vec<MethodName>,
+    /// Largest request body kept for replay (default 64 KiB; `0`: bodiless requests only).
+    #[serde(default = "default_max_replay")]
+    pub max_replay_bytes: u64,
+}
+
+fn default_max_replay() -> u64 {
+    64 * 1024
 }
 
 fn default_retry_statuses() -> Vec<u16> {
@@ -696,6 +719,16 @@ impl GatewayConfig {
 
     /// Checks that need the whole document: unique ids, set_path captures.
     fn check(&self, text: &str, file: &Path) -> Result<(), RoutesError> {
+        // wip/gwlb: the registry section.
+        if let Some(reg) = &self.registry
+            && let Err((k, m)) = reg.validate()
+        {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("registry:"))
+                .map(|i| i + 1);
+            return Err(RoutesError::new(file, line, format!("registry.{k}"), m));
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let line = line_of_route(text, &r.id);
             if r.id.is_empty() {
@@ -756,6 +789,36 @@ impl GatewayConfig {
                     line,
                     format!("routes[{i}].retry.attempts"),
                     format!("attempts must be 1 to 5, not {}", rt.attempts),
+                ));
+            }
+            // wip/gwlb: lb:// endpoints are called over HTTP/1.1.
+            if matches!(r.upstream, UpstreamUrl::Service(_)) && r.protocol == Protocol::H2c {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].protocol"),
+                    "lb:// upstreams speak HTTP/1.1 only (h2c is for http:// upstreams)".into(),
+                ));
+            }
+            // wip/gwlb: admission limits.
+            if let Some(b) = &r.bulkhead
+                && let Err(e) = b.validate()
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].bulkhead.{}", e.field()),
+                    e.to_string(),
+                ));
+            }
+            if let Some(l) = &r.local_rate_limit
+                && let Err((k, m)) = l.validate()
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].local_rate_limit.{k}"),
+                    m,
                 ));
             }
             if let Some(w) = &r.predicates.weight

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     reload_tx: watch::Sender<ReloadStatus>,
     breakers: BreakerStore,
     limiter: Option<crate::ratelimit::RedisLimiter>,
+    // wip/gwlb
+    admission: crate::limits::LimitStore,
 }
 
 /// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
@@ -120,6 +122,7 @@ impl GatewayBuilder {
         let stats = StatsRegistry::default();
         let breakers = BreakerStore::default();
         let clients = Clients::new();
+        let limits = crate::limits::LimitStore::default();
         let router = Router::build(
             &self.config,
             &BuildCtx {
@@ -130,6 +133,7 @@ impl GatewayBuilder {
                 limiter: self.limiter.as_ref(),
                 file: &self.file,
                 version: 0,
+                limits: &limits,
             },
         )?;
         let (reload_tx, _) = watch::channel(ReloadStatus::default());
@@ -148,6 +152,7 @@ impl GatewayBuilder {
                 reload_tx,
                 breakers,
                 limiter: self.limiter,
+                admission: limits,
             }),
         })
     }
@@ -198,6 +203,7 @@ impl Gateway {
                 limiter: self.shared.limiter.as_ref(),
                 file: file.as_ref(),
                 version,
+                limits: &self.shared.admission,
             },
         );
         match result {
@@ -229,6 +235,24 @@ impl Gateway {
                     s.last_error = Some(e.to_string());
                 });
                 tracing::warn!(error = %e, "routes file refused; previous routes kept");
+                Err(e)
+            }
+        }
+    }
+
+    // wip/gwlb
+    /// Parses, checks and swaps in a routes document held in memory (from dynconfig, say);
+    /// `label` names it in errors. A refusal is recorded like a refused file.
+    pub fn reload_yaml(&self, text: &str, label: impl AsRef<Path>) -> Result<u64, RoutesError> {
+        let label = label.as_ref();
+        match GatewayConfig::from_yaml(text, label) {
+            Ok(cfg) => self.reload(&cfg, label),
+            Err(e) => {
+                self.shared.reload_tx.send_modify(|s| {
+                    s.attempts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                tracing::warn!(error = %e, "routes document refused; previous routes kept");
                 Err(e)
             }
         }
@@ -420,7 +444,8 @@ impl GatewayConnection {
             parts.headers.insert(UPGRADE, proto.clone());
         }
         // gwsec: trusted proxies (the client IP behind them keys the rate limit).
-        let client_ip = if route.rate_limit.is_some() {
+        // wip/gwlb: ... and the local rate limit.
+        let client_ip = if route.rate_limit.is_some() || route.limits.rate.is_some() {
             self.shared
                 .trust
                 .client_ip(self.remote.ip(), &parts.headers)
@@ -449,6 +474,12 @@ impl GatewayConnection {
                 .map_or_else(|| client_ip.to_string(), str::to_owned);
             format!("palisade:rl:{}:{client}", route.id)
         });
+        // wip/gwlb: the local limit's key header is read before the filters too.
+        let local_key = route
+            .limits
+            .rate
+            .as_ref()
+            .and_then(|r| r.key_before_filters(&parts.headers, client_ip));
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
         if let Some(mut resp) = filter::apply_request(
             &route.request_filters,
@@ -459,6 +490,27 @@ impl GatewayConnection {
         ) {
             finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
+            route
+                .metrics
+                .record(resp.status().as_u16(), start.elapsed());
+            return ResponseFuture::local(resp);
+        }
+        // wip/gwlb: local rate limit, after the filters (a JWT subject is verified by then).
+        let local_limit = route.limits.rate.as_ref().map(|r| {
+            let key = local_key.unwrap_or_else(|| r.key_of(&parts.headers, client_ip));
+            r.check_key(key)
+        });
+        if let Some(info) = local_limit
+            && info.rejected()
+        {
+            let mut resp = local(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
+            finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
+            info.apply(resp.headers_mut());
+            route.metrics.rejected(crate::metrics::Rejection::RateLimit);
+            route.stats.record(resp.status().as_u16(), start.elapsed());
+            route
+                .metrics
+                .record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
         }
 
@@ -509,26 +561,39 @@ impl GatewayConnection {
                 .get(CONTENT_LENGTH)
                 .is_none_or(|v| v.as_bytes() == b"0")
             && http_body::Body::is_end_stream(&body);
-        let retry = match &route.retry {
-            Some((attempts, _)) if bodiless && is_idempotent(&parts.method) => Some(Retry {
+        // wip/gwlb: retried requests with a body keep it for replay (`crate::replay`).
+        let replay = route
+            .replay
+            .as_ref()
+            .filter(|p| p.retryable(&parts.method) && (bodiless || p.keeps_bodies()));
+        let mut retry = match (&route.retry, replay) {
+            (Some((attempts, _)), Some(_)) => Some(Retry {
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
                 headers: parts.headers.clone(),
                 left: *attempts,
+                saved: None,
             }),
             _ => None,
         };
-        let req = Request::from_parts(
+        let mut req = Request::from_parts(
             parts,
             RequestBody::new(body, self.shared.limits.max_body_bytes),
         );
+        if let (Some(retry), Some(p)) = (retry.as_mut(), replay)
+            && !bodiless
+        {
+            let (first, saved) = p.prepare(req);
+            req = first;
+            retry.saved = saved;
+        }
         let state = match (&route.rate_limit, limit_key) {
             (Some(rl), Some(key)) => State::Limiting {
                 fut: rl.limiter.take(key, rl.rate, rl.burst),
                 req: Some(req),
             },
-            _ => State::call(&route, req),
+            _ => State::start(&route, req),
         };
         ResponseFuture {
             state,
@@ -539,6 +604,8 @@ impl GatewayConnection {
                 start,
                 upgrade,
                 limit: None,
+                local_limit,
+                slot: None,
                 cors_origin,
             }),
         }
@@ -574,6 +641,11 @@ struct Finish {
     upgrade: Option<(OnUpgrade, HeaderValue)>,
     /// (bucket size, tokens left) from the rate limiter.
     limit: Option<(u64, i64)>,
+    // wip/gwlb
+    /// The local rate limit's verdict (for the `RateLimit-*` headers).
+    local_limit: Option<crate::limits::RateInfo>,
+    /// The route's bulkhead slot, held until the response head is returned.
+    slot: Option<crate::limits::Slot>,
     /// gwsec: the `Access-Control-Allow-Origin` to send, when the route has CORS.
     cors_origin: Option<HeaderValue>,
 }
@@ -624,10 +696,24 @@ pin_project! {
         Direct { #[pin] fut: UpstreamFuture },
         Breaker { #[pin] fut: BreakerFuture },
         Limiting { fut: crate::ratelimit::VerdictFuture, req: Option<Request<RequestBody>> },
+        // wip/gwlb: waiting for a bulkhead slot.
+        Admitting { adm: crate::limits::Admission, req: Option<Request<RequestBody>> },
     }
 }
 
 impl State {
+    // wip/gwlb: the first attempt goes through the route's bulkhead, retries do not (the slot
+    // is held for the whole request).
+    fn start(route: &Route, req: Request<RequestBody>) -> Self {
+        match &route.limits.bulkhead {
+            Some(b) => State::Admitting {
+                adm: crate::limits::Admission::new(b),
+                req: Some(req),
+            },
+            None => State::call(route, req),
+        }
+    }
+
     fn call(route: &Route, req: Request<RequestBody>) -> Self {
         match &route.breaker {
             None => State::Direct {
@@ -640,13 +726,6 @@ impl State {
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
 /// What a bodiless idempotent request needs to be sent again.
 struct Retry {
     method: Method,
@@ -654,16 +733,21 @@ struct Retry {
     version: Version,
     headers: http::HeaderMap,
     left: u32,
+    // wip/gwlb: the body kept for replay, when the request has one.
+    saved: Option<crate::replay::Saved>,
 }
 
 impl Retry {
-    fn request(&self) -> Request<RequestBody> {
+    fn request(&self, route: &Route) -> Result<Request<RequestBody>, &'static str> {
+        if let (Some(saved), Some(p)) = (&self.saved, &route.replay) {
+            return p.again(saved);
+        }
         let mut r = Request::new(RequestBody::empty());
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
         *r.version_mut() = self.version;
         *r.headers_mut() = self.headers.clone();
-        r
+        Ok(r)
     }
 }
 
@@ -699,6 +783,8 @@ impl ResponseFuture {
 fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Response<GatewayBody> {
     if has_cause::<BodyTooLarge>(e) {
         local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+    } else if let Some(n) = find_cause::<crate::lb::NoInstances>(e) {
+        n.response()
     } else if has_cause::<UpstreamTimeout>(e) {
         local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
     } else if warn_tls_failure(route, e) {
@@ -707,6 +793,19 @@ fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Respo
         tracing::debug!(route = %route.id, error = %e, "upstream failed");
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     }
+}
+
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// gwsec: a TLS failure to an upstream is a configuration problem (wrong CA, name, protocol),
@@ -752,7 +851,7 @@ impl Future for ResponseFuture {
                         Ok((allowed, left)) => {
                             finish.limit = Some((rl.burst, left));
                             if allowed == 1 {
-                                let next = State::call(&finish.route, req);
+                                let next = State::start(&finish.route, req);
                                 this.state.set(next);
                                 continue;
                             }
@@ -766,9 +865,33 @@ impl Future for ResponseFuture {
                         Err(e) => {
                             // Fail open: a Redis outage must not take the routes down.
                             tracing::debug!(route = %finish.route.id, error = %e, "rate limiter unavailable; letting through");
+                            let next = State::start(&finish.route, req);
+                            this.state.set(next);
+                            continue;
+                        }
+                    }
+                }
+                StateProj::Admitting { adm, req } => {
+                    let admitted = ready!(adm.poll(cx));
+                    let req = req.take().expect("polled after completion");
+                    let finish = this.finish.as_mut().expect("polled after completion");
+                    match admitted {
+                        Ok(slot) => {
+                            finish.slot = Some(slot);
                             let next = State::call(&finish.route, req);
                             this.state.set(next);
                             continue;
+                        }
+                        Err(r) => {
+                            tracing::debug!(route = %finish.route.id, reason = %r, "bulkhead full");
+                            finish
+                                .route
+                                .metrics
+                                .rejected(crate::metrics::Rejection::Bulkhead);
+                            Attempt::Answered(local(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "route at capacity\n",
+                            ))
                         }
                     }
                 }
@@ -806,12 +929,19 @@ impl Future for ResponseFuture {
                 && let Some(retry) = this.retry.as_mut()
                 && retry.left > 0
             {
-                retry.left -= 1;
-                tracing::debug!(route = %route.id, left = retry.left, "retrying");
-                let req = retry.request();
-                let next = State::call(route, req);
-                this.state.set(next);
-                continue;
+                match retry.request(route) {
+                    Ok(req) => {
+                        retry.left -= 1;
+                        tracing::debug!(route = %route.id, left = retry.left, "retrying");
+                        let next = State::call(route, req);
+                        this.state.set(next);
+                        continue;
+                    }
+                    Err(why) => {
+                        retry.left = 0;
+                        tracing::debug!(route = %route.id, reason = why, "not retried");
+                    }
+                }
             }
             break match attempt {
                 Attempt::Response(r) => r.map(GatewayBody::upstream),
@@ -839,6 +969,10 @@ impl Future for ResponseFuture {
             finish.cors_origin.as_ref(),
             &mut resp,
         );
+        if let Some(info) = &finish.local_limit {
+            info.apply(resp.headers_mut());
+        }
+        drop(finish.slot.take());
         if let Some((limit, left)) = finish.limit {
             resp.headers_mut()
                 .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
@@ -860,6 +994,7 @@ impl Future for ResponseFuture {
         }
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);
+        finish.route.metrics.record(resp.status().as_u16(), elapsed);
         tracing::debug!(
             target: "palisade_gateway::access",
             route = %finish.route.id,

@@ -91,6 +91,8 @@ pub(crate) struct BuildCtx<'a> {
     pub(crate) limiter: Option<&'a crate::ratelimit::RedisLimiter>,
     pub(crate) file: &'a std::path::Path,
     pub(crate) version: u64,
+    // wip/gwlb
+    pub(crate) limits: &'a crate::limits::LimitStore,
 }
 
 #[derive(Debug)]
@@ -121,6 +123,10 @@ pub struct Route {
     pub(crate) rate_limit: Option<RouteLimit>,
     /// (extra attempts, retried statuses).
     pub(crate) retry: Option<(u32, Vec<u16>)>,
+    // wip/gwlb: admission limits and request-body replay for retries.
+    pub(crate) limits: crate::limits::RouteLimits,
+    pub(crate) replay: Option<crate::replay::ReplayPolicy>,
+    pub(crate) metrics: crate::metrics::RouteMetrics,
     pub(crate) protocol: Protocol,
     pub(crate) preserve_host: bool,
     pub(crate) stats: Arc<RouteStats>,
@@ -271,6 +277,7 @@ impl Router {
         let mut new_layers = Vec::new();
         let mut groups: Vec<(String, u32)> = Vec::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
+        let mut pending_limits = crate::limits::PendingLimits::default();
         // gwsec: the top-level CORS policy, for routes without their own and for preflights
         // that match no route.
         let global_cors = match &cfg.cors {
@@ -358,6 +365,15 @@ impl Router {
                     key_header: rl.key_header.as_ref().map(|h| h.0.clone()),
                 }),
             };
+            let limits = ctx
+                .limits
+                .compile(
+                    &rc.id,
+                    rc.bulkhead.as_ref(),
+                    rc.local_rate_limit.as_ref(),
+                    &mut pending_limits,
+                )
+                .map_err(|(k, m)| err(&k, m))?;
             let weight = match &rc.predicates.weight {
                 None => None,
                 Some(w) => {
@@ -397,12 +413,16 @@ impl Router {
                 breaker,
                 rate_limit,
                 retry: rc.retry.as_ref().map(|r| (r.attempts, r.statuses.clone())),
+                limits,
+                replay: rc.retry.as_ref().map(crate::replay::ReplayPolicy::new),
+                metrics: crate::metrics::RouteMetrics::new(&rc.id),
                 protocol: rc.protocol,
                 preserve_host: rc.preserve_host,
                 stats: ctx.stats.get(&rc.id),
                 source: rc.clone(),
             }));
         }
+        ctx.limits.commit(pending_limits);
         for (handle, settings) in reconfigure {
             // Validated above; a failure here would be a breaker bug, so it is only logged.
             if let Err(e) = handle.reconfigure(settings) {

@@ -54,6 +54,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // wip/gwlb: lb:// upstreams through the registry.
+        if let Some(reg) = &cfg.registry {
+            match palisade_gateway::lb::RegistryResolver::new(reg) {
+                Ok(r) => builder = builder.resolver(std::sync::Arc::new(r)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         let gateway = match builder.build() {
             Ok(g) => g,
             Err(e) => {
