@@ -114,7 +114,11 @@ const HIGH: f64 = 1.75;
 fn phases() -> [(u32, Duration, Duration); 3] {
     let ms10 = Duration::from_millis(10);
     let s20 = Duration::from_secs(20);
-    [(CAPACITY, ms10, s20), (CAPACITY / 2, ms10, s20), (CAPACITY, ms10, s20)]
+    [
+        (CAPACITY, ms10, s20),
+        (CAPACITY / 2, ms10, s20),
+        (CAPACITY, ms10, s20),
+    ]
 }
 
 /// Checks the averages of [`phases`]: each within the band around its phase's capacity, the
@@ -127,7 +131,9 @@ fn check_band(avg: &[f64], high: f64) -> Result<(), String> {
     for (a, (cap, ..)) in avg.iter().zip(phases()) {
         let band = LOW * f64::from(cap)..=high * f64::from(cap);
         if !band.contains(a) {
-            return Err(format!("limit {a:.1} outside {band:?} (capacity {cap}): {avg:?}"));
+            return Err(format!(
+                "limit {a:.1} outside {band:?} (capacity {cap}): {avg:?}"
+            ));
         }
     }
     if avg[1] > 0.75 * avg[0] {

@@ -1,7 +1,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
@@ -11,6 +10,7 @@ use super::config::Mode;
 use super::core::{Handle, Listener, Shared, Wait};
 use super::error::{Error, RejectReason, Rejected};
 use super::future::{Permit, ResponseFuture};
+use crate::util::SharedRef;
 
 /// A service whose concurrent calls are capped by a bulkhead shared with all its clones. Built
 /// by [`BulkheadLayer`](super::BulkheadLayer).
@@ -28,7 +28,7 @@ pub struct Bulkhead<S, L: Listener = ()> {
 /// The reservation, apart from the inner service so that `into_inner` can move it out while
 /// `Drop` gives the reservation back.
 struct Slot<L: Listener> {
-    shared: Arc<Shared<L>>,
+    shared: SharedRef<Shared<L>>,
     reserved: Reserved,
     // Boxed once per service and reused: only a caller that waits needs a timer.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -43,7 +43,7 @@ enum Reserved {
 }
 
 impl<S, L: Listener> Bulkhead<S, L> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<L>>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: SharedRef<Shared<L>>) -> Self {
         Self {
             inner,
             slot: Slot {
@@ -69,7 +69,7 @@ impl<S, L: Listener> Bulkhead<S, L> {
         self.inner
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared<L>> {
+    pub(crate) fn shared(&self) -> &SharedRef<Shared<L>> {
         &self.slot.shared
     }
 
@@ -136,8 +136,7 @@ where
         loop {
             match self.slot.reserved {
                 Reserved::Nothing => {
-                    let wait = self.slot.shared.max_wait();
-                    if wait.is_some_and(|w| w.is_zero()) {
+                    if self.slot.shared.fails_fast() {
                         self.slot.reserved = if self.slot.shared.try_acquire() {
                             Reserved::Acquired
                         } else {
@@ -145,6 +144,7 @@ where
                         };
                         continue;
                     }
+                    let wait = self.slot.shared.max_wait();
                     if self.slot.shared.queued_is_empty() && self.slot.shared.try_acquire() {
                         self.slot.reserved = Reserved::Acquired;
                         continue;
