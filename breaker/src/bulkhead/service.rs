@@ -129,7 +129,69 @@ where
     type Error = Error<S::Error>;
     type Future = ResponseFuture<S::Future, L>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The common case, fail fast with a free slot, inline; everything else (waiting, shed
+        // mode, rejection) out of line in `poll_reserve`.
+        if matches!(self.slot.reserved, Reserved::Nothing) {
+            let shared = &self.slot.shared;
+            if shared.fails_fast() && shared.mode() == Mode::Backpressure && shared.try_acquire() {
+                self.slot.reserved = Reserved::Acquired;
+                return self.poll_inner(cx);
+            }
+        }
+        self.poll_reserve(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let admitted = match std::mem::replace(&mut self.slot.reserved, Reserved::Nothing) {
+            Reserved::Acquired => Ok(()),
+            Reserved::Rejected(r) => Err(r),
+            Reserved::Waiting(id) => {
+                self.slot.shared.cancel_waiter(id);
+                Err(self.slot.shared.reject(RejectReason::Full))
+            }
+            // Shed mode, or called without `poll_ready`.
+            Reserved::Nothing => {
+                if self.slot.shared.try_acquire() {
+                    Ok(())
+                } else {
+                    Err(self.slot.shared.reject(RejectReason::Full))
+                }
+            }
+        };
+        match admitted {
+            Ok(()) => {
+                ResponseFuture::called(self.inner.call(req), Permit::new(self.slot.shared.clone()))
+            }
+            Err(r) => ResponseFuture::rejected(r),
+        }
+    }
+}
+
+impl<S, L: Listener> Bulkhead<S, L> {
+    /// Polls the inner service while holding a slot; gives the slot back if it failed.
+    #[inline]
+    fn poll_inner<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error<S::Error>>>
+    where
+        S: Service<Req>,
+    {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Err(e)) => {
+                self.slot.give_back();
+                Poll::Ready(Err(Error::inner(e)))
+            }
+            other => other.map_err(Error::inner),
+        }
+    }
+
+    /// `poll_ready` beyond the fast path: waiting for a slot, shed mode, rejections.
+    #[inline(never)]
+    fn poll_reserve<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error<S::Error>>>
+    where
+        S: Service<Req>,
+    {
         if self.slot.shared.mode() == Mode::Shed {
             return self.inner.poll_ready(cx).map_err(Error::inner);
         }
@@ -178,42 +240,8 @@ where
                     }
                 },
                 Reserved::Rejected(_) => return Poll::Ready(Ok(())),
-                Reserved::Acquired => {
-                    return match self.inner.poll_ready(cx) {
-                        Poll::Ready(Err(e)) => {
-                            self.slot.give_back();
-                            Poll::Ready(Err(Error::inner(e)))
-                        }
-                        other => other.map_err(Error::inner),
-                    };
-                }
+                Reserved::Acquired => return self.poll_inner(cx),
             }
-        }
-    }
-
-    #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
-        let admitted = match std::mem::replace(&mut self.slot.reserved, Reserved::Nothing) {
-            Reserved::Acquired => Ok(()),
-            Reserved::Rejected(r) => Err(r),
-            Reserved::Waiting(id) => {
-                self.slot.shared.cancel_waiter(id);
-                Err(self.slot.shared.reject(RejectReason::Full))
-            }
-            // Shed mode, or called without `poll_ready`.
-            Reserved::Nothing => {
-                if self.slot.shared.try_acquire() {
-                    Ok(())
-                } else {
-                    Err(self.slot.shared.reject(RejectReason::Full))
-                }
-            }
-        };
-        match admitted {
-            Ok(()) => {
-                ResponseFuture::called(self.inner.call(req), Permit::new(self.slot.shared.clone()))
-            }
-            Err(r) => ResponseFuture::rejected(r),
         }
     }
 }
