@@ -13,6 +13,7 @@
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,6 +77,37 @@ fn caller<S: Service<u64> + 'static>(mut svc: S) -> Caller {
     Box::new(move |x| drive(&mut svc, x, &mut Context::from_waker(&waker)))
 }
 
+/// The least an exact bulkhead shared by clones must do around the bare call: take a slot and
+/// give it back, one locked read-modify-write each.
+fn floor_slot() -> Caller {
+    let slots = std::sync::Arc::new(AtomicUsize::new(0));
+    let waker = futures::task::noop_waker();
+    let mut svc = Backend;
+    Box::new(move |x| {
+        black_box(&*slots).fetch_add(1, SeqCst);
+        let ok = drive(&mut svc, x, &mut Context::from_waker(&waker));
+        black_box(&*slots).fetch_sub(1, SeqCst);
+        ok
+    })
+}
+
+/// The least a rate limiter shared by clones must do (GCRA, or Resilience4j's cycle refresh):
+/// read the clock and move one atomic word.
+fn floor_clock() -> Caller {
+    let epoch = tokio::time::Instant::now();
+    let tat = std::sync::Arc::new(AtomicU64::new(0));
+    let waker = futures::task::noop_waker();
+    let mut svc = Backend;
+    Box::new(move |x| {
+        let now = tokio::time::Instant::now()
+            .saturating_duration_since(epoch)
+            .as_nanos() as u64;
+        let cur = black_box(&*tat).load(Relaxed);
+        let _ = black_box(&*tat).compare_exchange(cur, cur.max(now) + 1, AcqRel, Relaxed);
+        drive(&mut svc, x, &mut Context::from_waker(&waker))
+    })
+}
+
 /// A tower retry policy: retry errors up to 3 attempts, never `Ok`.
 #[derive(Clone)]
 struct Attempts(usize);
@@ -111,9 +143,16 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
                 .max_concurrent_calls(1000)
                 .build()
                 .unwrap();
+            let ours_static = BulkheadLayer::new_static(
+                "bench",
+                Config::builder().max_concurrent(1000).build().unwrap(),
+            )
+            .unwrap();
             vec![
                 bare,
                 ("palisade", caller(ours.layer(Backend))),
+                ("palisade static", caller(ours_static.layer(Backend))),
+                ("floor (fetch_add + fetch_sub)", floor_slot()),
                 (
                     "tower ConcurrencyLimit",
                     caller(tower::limit::ConcurrencyLimitLayer::new(1000).layer(Backend)),
@@ -134,6 +173,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
             vec![
                 bare,
                 ("palisade", caller(ours.layer(Backend))),
+                ("floor (clock read + CAS)", floor_clock()),
                 (
                     "tower RateLimit",
                     caller(
@@ -147,6 +187,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
         "retry" => {
             use palisade_breaker::retry::{Config, RetryLayer};
             let ours = RetryLayer::new("bench", Config::default()).unwrap();
+            let ours_static = RetryLayer::builder("bench").build_static().unwrap();
             let tr = tower_resilience_retry::RetryLayer::<u64, u64, Fail>::builder()
                 .max_attempts(3)
                 .exponential_backoff(Duration::from_millis(25))
@@ -154,6 +195,7 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
             vec![
                 bare,
                 ("palisade", caller(ours.layer(Backend))),
+                ("palisade static", caller(ours_static.layer(Backend))),
                 (
                     "tower Retry",
                     caller(tower::retry::RetryLayer::new(Attempts(3)).layer(Backend)),

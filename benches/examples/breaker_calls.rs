@@ -2,7 +2,9 @@
 //! with callgrind (`benches/scripts/breaker-instructions.sh`): instruction counts do not depend on
 //! what else the machine is doing, unlike criterion's wall-clock medians.
 //!
-//! Usage: `breaker_calls <bare|palisade|tower-resilience|recloser|recloser-async|failsafe|failsafe-async> N`
+//! Usage: `breaker_calls <bare|palisade|tower-resilience|recloser|recloser-async|failsafe|failsafe-async|
+//! bulkhead|bulkhead-static|ratelimit|retry|retry-static|floor> N` (`bulkhead`, `ratelimit`, `retry`: Palisade's layers on their
+//! happy path, configured as in `benches/resilience.rs`; `floor`: one `fetch_add` + `fetch_sub`).
 
 use std::future::{Ready, ready};
 use std::task::Context;
@@ -61,6 +63,56 @@ fn main() {
             use failsafe::futures::CircuitBreaker;
             let f = failsafe::Config::new().build();
             (0..n).for_each(|i| ok += u64::from(poll_once(f.call(ready(op(i))), &mut cx).is_ok()));
+        }
+        "bulkhead" => {
+            use palisade_breaker::bulkhead::{BulkheadLayer, Config};
+            let cfg = Config::builder()
+                .max_concurrent(1000)
+                .build()
+                .expect("config");
+            let layer = BulkheadLayer::new("b", cfg).expect("config");
+            let mut s = layer.layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "bulkhead-static" => {
+            use palisade_breaker::bulkhead::{BulkheadLayer, Config};
+            let cfg = Config::builder()
+                .max_concurrent(1000)
+                .build()
+                .expect("config");
+            let layer = BulkheadLayer::new_static("b", cfg).expect("config");
+            let mut s = layer.layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "retry-static" => {
+            use palisade_breaker::retry::RetryLayer;
+            let layer = RetryLayer::builder("b").build_static().expect("config");
+            let mut s = layer.layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "ratelimit" => {
+            use palisade_breaker::ratelimit::{Config, RateLimitLayer};
+            let cfg = Config::per(1_000_000_000, std::time::Duration::from_secs(1));
+            let mut s = RateLimitLayer::new(cfg)
+                .expect("config")
+                .layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "retry" => {
+            use palisade_breaker::retry::{Config, RetryLayer};
+            let layer = RetryLayer::new("b", Config::default()).expect("config");
+            let mut s = layer.layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        // The least an exact shared bulkhead must do: take a slot and give it back.
+        "floor" => {
+            use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+            let slots = AtomicUsize::new(0);
+            (0..n).for_each(|i| {
+                std::hint::black_box(&slots).fetch_add(1, SeqCst);
+                ok += u64::from(op(i).is_ok());
+                std::hint::black_box(&slots).fetch_sub(1, SeqCst);
+            });
         }
         other => panic!("unknown implementation {other}"),
     }

@@ -45,7 +45,7 @@
 //! |---|---|
 //! | `http` | [`HttpClassifier`] for `http::Response`; `retry::HttpPolicy`, `retry::HttpReplay` (body replay), deadline propagation in `timeout` |
 //! | `tonic` | [`GrpcClassifier`] for gRPC status codes |
-//! | `metrics` | [`metrics::MetricsListener`] (breaker), `bulkhead::MetricsListener`, `retry::MetricsListener`, exporting through the `metrics` facade |
+//! | `metrics` | [`metrics::MetricsListener`] (breaker), `bulkhead::MetricsListener`, `retry::MetricsListener`, `ratelimit::MetricsListener`, exporting through the `metrics` facade |
 //!
 //! [tower]: https://docs.rs/tower
 

@@ -97,3 +97,50 @@ impl<T> std::ops::Deref for CachePadded<T> {
         &self.0
     }
 }
+
+/// State shared by every clone of a middleware and by its response futures: reference-counted,
+/// or `'static` (allocated once and never freed), in which case handing it to a response future
+/// is a copy instead of two atomic reference-count operations per call.
+pub(crate) enum SharedRef<T: 'static> {
+    Counted(std::sync::Arc<T>),
+    Static(&'static T),
+}
+
+impl<T> SharedRef<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self::Counted(std::sync::Arc::new(value))
+    }
+
+    /// Leaks `value`: for state that lives as long as the process.
+    pub(crate) fn leak(value: T) -> Self {
+        Self::Static(Box::leak(Box::new(value)))
+    }
+}
+
+impl<T> Clone for SharedRef<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        match self {
+            Self::Counted(a) => Self::Counted(a.clone()),
+            Self::Static(r) => Self::Static(r),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for SharedRef<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        match self {
+            Self::Counted(a) => a,
+            Self::Static(r) => r,
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for SharedRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}

@@ -49,7 +49,15 @@ fn cfg(max: u32) -> palisade_breaker::bulkhead::Builder {
 
 #[tokio::test(start_paused = true)]
 async fn fails_fast_when_full_and_frees_the_slot_on_completion() {
-    let layer = BulkheadLayer::new("t", cfg(2).build().unwrap()).unwrap();
+    fails_fast(BulkheadLayer::new("t", cfg(2).build().unwrap()).unwrap()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn static_state_fails_fast_and_frees_the_slot_on_completion() {
+    fails_fast(BulkheadLayer::new_static("t", cfg(2).build().unwrap()).unwrap()).await;
+}
+
+async fn fails_fast(layer: BulkheadLayer) {
     let h = layer.handle();
     let mut svc = layer.layer(gated());
     let (t1, g1) = gate();
@@ -293,13 +301,25 @@ fn config_validation_and_serde() {
 /// comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stress_never_exceeds_the_limit_and_releases_every_slot() {
-    const LIMIT: u32 = 5;
-    let c = cfg(LIMIT)
+    stress(BulkheadLayer::new("t", stress_cfg()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn static_state_stress_never_exceeds_the_limit_and_releases_every_slot() {
+    stress(BulkheadLayer::new_static("t", stress_cfg()).unwrap()).await;
+}
+
+const LIMIT: u32 = 5;
+
+fn stress_cfg() -> Config {
+    cfg(LIMIT)
         .max_wait(Duration::from_millis(20))
         .max_queue(16)
         .build()
-        .unwrap();
-    let layer = BulkheadLayer::new("t", c).unwrap();
+        .unwrap()
+}
+
+async fn stress(layer: BulkheadLayer) {
     let h = layer.handle();
     let current = Arc::new(AtomicU32::new(0));
     let peak = Arc::new(AtomicU32::new(0));

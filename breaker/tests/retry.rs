@@ -100,6 +100,44 @@ async fn retries_until_success_with_exponential_backoff() {
     assert_eq!(h.snapshot().retries_total, 3);
 }
 
+/// The `'static` state (`build_static`) behaves as the counted one: backoff, counters through
+/// the handle, a budget shared by clones.
+#[tokio::test(start_paused = true)]
+async fn static_state_retries_and_shares_its_budget_across_clones() {
+    let backend = Flaky::new(3);
+    let layer = RetryLayer::builder("t")
+        .config(no_jitter(5))
+        .build_static()
+        .unwrap();
+    let h = layer.handle();
+    let mut svc = layer.layer(backend.clone());
+    assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+    assert_eq!(backend.count(), 4);
+    assert_eq!(h.snapshot().retries_total, 3);
+
+    let always = Flaky::new(u32::MAX);
+    let cfg = Config::builder()
+        .max_attempts(3)
+        .backoff(Duration::from_millis(1), Duration::from_millis(1))
+        .budget(Some(BudgetConfig {
+            ratio: 0.1,
+            min_per_second: 0,
+            max_reserve: 10,
+        }))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder("t").config(cfg).build_static().unwrap();
+    let h = layer.handle();
+    let (mut a, mut b) = (layer.layer(always.clone()), layer.layer(always.clone()));
+    for i in 0..500 {
+        assert!(a.ready().await.unwrap().call(i).await.is_err());
+        assert!(b.ready().await.unwrap().call(i).await.is_err());
+    }
+    let retries = always.count() - 1000;
+    assert!((90..=101).contains(&retries), "retries: {retries}");
+    assert_eq!(h.snapshot().retries_total as usize, retries);
+}
+
 #[tokio::test(start_paused = true)]
 async fn gives_up_after_max_attempts_with_the_last_error() {
     let backend = Flaky::new(100);

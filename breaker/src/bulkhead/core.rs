@@ -3,13 +3,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
 use super::config::{Config, Mode};
 use super::error::{RejectReason, Rejected};
-use crate::util::{CachePadded, InvalidConfig};
+use crate::util::{CachePadded, InvalidConfig, SharedRef};
 
 pub(crate) const MAX_LIMIT: u32 = 1 << 30;
 
@@ -98,6 +98,12 @@ impl<L: Listener> Shared<L> {
         } else {
             Mode::Backpressure
         }
+    }
+
+    /// Whether a full bulkhead rejects at once (`max_wait` zero): one load, no conversion.
+    #[inline]
+    pub(crate) fn fails_fast(&self) -> bool {
+        self.max_wait.load(Relaxed) == 0
     }
 
     /// The longest wait, `None` for forever.
@@ -268,11 +274,11 @@ pub struct Snapshot {
 }
 
 /// Controls a bulkhead: snapshot and live reconfiguration. Cheap to clone.
-pub struct Handle<L = ()> {
-    pub(crate) shared: Arc<Shared<L>>,
+pub struct Handle<L: 'static = ()> {
+    pub(crate) shared: SharedRef<Shared<L>>,
 }
 
-impl<L> Clone for Handle<L> {
+impl<L: 'static> Clone for Handle<L> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -280,7 +286,7 @@ impl<L> Clone for Handle<L> {
     }
 }
 
-impl<L> fmt::Debug for Handle<L> {
+impl<L: 'static> fmt::Debug for Handle<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.shared.fmt(f)
     }

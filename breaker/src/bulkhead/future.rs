@@ -3,21 +3,21 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
 use super::core::{Listener, Shared};
 use super::error::{Error, Rejected};
+use crate::util::SharedRef;
 
 /// A held slot, given back on drop (completion or cancellation alike).
 pub(crate) struct Permit<L: Listener> {
-    shared: Arc<Shared<L>>,
+    shared: SharedRef<Shared<L>>,
 }
 
 impl<L: Listener> Permit<L> {
-    pub(crate) fn new(shared: Arc<Shared<L>>) -> Self {
+    pub(crate) fn new(shared: SharedRef<Shared<L>>) -> Self {
         Self { shared }
     }
 }

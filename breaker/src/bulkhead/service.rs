@@ -1,7 +1,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
@@ -11,6 +10,7 @@ use super::config::Mode;
 use super::core::{Handle, Listener, Shared, Wait};
 use super::error::{Error, RejectReason, Rejected};
 use super::future::{Permit, ResponseFuture};
+use crate::util::SharedRef;
 
 /// A service whose concurrent calls are capped by a bulkhead shared with all its clones. Built
 /// by [`BulkheadLayer`](super::BulkheadLayer).
@@ -28,7 +28,7 @@ pub struct Bulkhead<S, L: Listener = ()> {
 /// The reservation, apart from the inner service so that `into_inner` can move it out while
 /// `Drop` gives the reservation back.
 struct Slot<L: Listener> {
-    shared: Arc<Shared<L>>,
+    shared: SharedRef<Shared<L>>,
     reserved: Reserved,
     // Boxed once per service and reused: only a caller that waits needs a timer.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -43,7 +43,7 @@ enum Reserved {
 }
 
 impl<S, L: Listener> Bulkhead<S, L> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<L>>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: SharedRef<Shared<L>>) -> Self {
         Self {
             inner,
             slot: Slot {
@@ -69,7 +69,7 @@ impl<S, L: Listener> Bulkhead<S, L> {
         self.inner
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared<L>> {
+    pub(crate) fn shared(&self) -> &SharedRef<Shared<L>> {
         &self.slot.shared
     }
 
@@ -129,15 +129,76 @@ where
     type Error = Error<S::Error>;
     type Future = ResponseFuture<S::Future, L>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The common case, fail fast with a free slot, inline; everything else (waiting, shed
+        // mode, rejection) out of line in `poll_reserve`.
+        if matches!(self.slot.reserved, Reserved::Nothing) {
+            let shared = &self.slot.shared;
+            if shared.fails_fast() && shared.mode() == Mode::Backpressure && shared.try_acquire() {
+                self.slot.reserved = Reserved::Acquired;
+                return self.poll_inner(cx);
+            }
+        }
+        self.poll_reserve(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let admitted = match std::mem::replace(&mut self.slot.reserved, Reserved::Nothing) {
+            Reserved::Acquired => Ok(()),
+            Reserved::Rejected(r) => Err(r),
+            Reserved::Waiting(id) => {
+                self.slot.shared.cancel_waiter(id);
+                Err(self.slot.shared.reject(RejectReason::Full))
+            }
+            // Shed mode, or called without `poll_ready`.
+            Reserved::Nothing => {
+                if self.slot.shared.try_acquire() {
+                    Ok(())
+                } else {
+                    Err(self.slot.shared.reject(RejectReason::Full))
+                }
+            }
+        };
+        match admitted {
+            Ok(()) => {
+                ResponseFuture::called(self.inner.call(req), Permit::new(self.slot.shared.clone()))
+            }
+            Err(r) => ResponseFuture::rejected(r),
+        }
+    }
+}
+
+impl<S, L: Listener> Bulkhead<S, L> {
+    /// Polls the inner service while holding a slot; gives the slot back if it failed.
+    #[inline]
+    fn poll_inner<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error<S::Error>>>
+    where
+        S: Service<Req>,
+    {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Err(e)) => {
+                self.slot.give_back();
+                Poll::Ready(Err(Error::inner(e)))
+            }
+            other => other.map_err(Error::inner),
+        }
+    }
+
+    /// `poll_ready` beyond the fast path: waiting for a slot, shed mode, rejections.
+    #[inline(never)]
+    fn poll_reserve<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error<S::Error>>>
+    where
+        S: Service<Req>,
+    {
         if self.slot.shared.mode() == Mode::Shed {
             return self.inner.poll_ready(cx).map_err(Error::inner);
         }
         loop {
             match self.slot.reserved {
                 Reserved::Nothing => {
-                    let wait = self.slot.shared.max_wait();
-                    if wait.is_some_and(|w| w.is_zero()) {
+                    if self.slot.shared.fails_fast() {
                         self.slot.reserved = if self.slot.shared.try_acquire() {
                             Reserved::Acquired
                         } else {
@@ -145,6 +206,7 @@ where
                         };
                         continue;
                     }
+                    let wait = self.slot.shared.max_wait();
                     if self.slot.shared.queued_is_empty() && self.slot.shared.try_acquire() {
                         self.slot.reserved = Reserved::Acquired;
                         continue;
@@ -178,42 +240,8 @@ where
                     }
                 },
                 Reserved::Rejected(_) => return Poll::Ready(Ok(())),
-                Reserved::Acquired => {
-                    return match self.inner.poll_ready(cx) {
-                        Poll::Ready(Err(e)) => {
-                            self.slot.give_back();
-                            Poll::Ready(Err(Error::inner(e)))
-                        }
-                        other => other.map_err(Error::inner),
-                    };
-                }
+                Reserved::Acquired => return self.poll_inner(cx),
             }
-        }
-    }
-
-    #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
-        let admitted = match std::mem::replace(&mut self.slot.reserved, Reserved::Nothing) {
-            Reserved::Acquired => Ok(()),
-            Reserved::Rejected(r) => Err(r),
-            Reserved::Waiting(id) => {
-                self.slot.shared.cancel_waiter(id);
-                Err(self.slot.shared.reject(RejectReason::Full))
-            }
-            // Shed mode, or called without `poll_ready`.
-            Reserved::Nothing => {
-                if self.slot.shared.try_acquire() {
-                    Ok(())
-                } else {
-                    Err(self.slot.shared.reject(RejectReason::Full))
-                }
-            }
-        };
-        match admitted {
-            Ok(()) => {
-                ResponseFuture::called(self.inner.call(req), Permit::new(self.slot.shared.clone()))
-            }
-            Err(r) => ResponseFuture::rejected(r),
         }
     }
 }

@@ -215,18 +215,31 @@ impl Algorithm for Vegas {
     }
 }
 
-/// Gradient2: compares a long-term exponential average of the latency with the latest sample,
-/// `gradient = clamp(tolerance * long_rtt / rtt, 0.5, 1)`, and sets
-/// `limit = limit * gradient + queue_size`, smoothed. When the latency rises the gradient falls
-/// below one and the limit shrinks; when it is steady the limit grows by `queue_size` per sample
-/// (smoothed) until the latency rises. Drops are ignored (latency drives it), as in Netflix's
-/// `Gradient2Limit`.
+/// Gradient2, after Netflix's `Gradient2Limit`: compares a long-term average of the latency with
+/// the latest sample, `gradient = clamp(tolerance * long_rtt / rtt, 0.5, 1)`, and sets
+/// `limit = limit * gradient + queue_size`, smoothed (`queue_size = sqrt(limit)` by default, as
+/// in Netflix's `GradientLimit`). Drops are ignored (latency drives it); samples taken while the
+/// limit is not in use (fewer than half of it in flight) do not move it.
+///
+/// **Where this differs from Netflix's, and why.** Netflix feeds every sample into the long-term
+/// average. Under a load that keeps the limit full, that average catches up with whatever latency
+/// the current limit causes, the gradient returns to 1 and the limit grows by `queue_size` per
+/// sample again: there is no fixed point, and the limit drifts to its maximum (the old test of
+/// this crate saw exactly that against a simulated backend). Here the long-term average follows
+/// the latency *down* (an exponential average over `long_window` samples of the samples at or
+/// below it) but not *up*, so it estimates the latency without our own queueing, and the limit
+/// settles where the queueing it causes equals the tolerance: with a backend of `capacity`
+/// workers, at about `tolerance * capacity + queue_size`. When the backend itself becomes slower,
+/// the gradient sheds load; once the limit is down at `min` and the latency is still above the
+/// tolerance, nothing we do causes it, so the average then follows it up (drift recovery; the
+/// other direction keeps Netflix's rule of shrinking the average by 5% whenever it is more than
+/// twice the latest sample).
 pub struct Gradient2 {
     min: u32,
     max: u32,
     smoothing: f64,
     tolerance: f64,
-    queue_size: f64,
+    queue_size: Option<f64>,
     long_window: u32,
     state: Mutex<Gradient2State>,
     initial: u32,
@@ -244,20 +257,21 @@ impl fmt::Debug for Gradient2 {
         f.debug_struct("Gradient2")
             .field("min", &self.min)
             .field("max", &self.max)
+            .field("tolerance", &self.tolerance)
             .finish_non_exhaustive()
     }
 }
 
 impl Gradient2 {
-    /// Starts at `initial`, between `min` and `max`; smoothing 0.2, tolerance 1.5, queue size 4,
-    /// long window 600 samples (Netflix's defaults).
+    /// Starts at `initial`, between `min` and `max`; smoothing 0.2, tolerance 1.5, long window
+    /// 600 samples (Netflix's defaults), queue size `sqrt(limit)`.
     pub fn new(initial: u32, min: u32, max: u32) -> Self {
         Self {
             min: min.max(1),
             max: max.max(min.max(1)),
             smoothing: 0.2,
             tolerance: 1.5,
-            queue_size: 4.0,
+            queue_size: None,
             long_window: 600,
             state: Mutex::new(Gradient2State {
                 limit: f64::from(initial),
@@ -275,10 +289,18 @@ impl Gradient2 {
         self
     }
 
-    /// How much slower than the long-term average a call may be before the limit shrinks (>= 1).
+    /// How much slower than the long-term average a call may be before the limit shrinks (>= 1):
+    /// the queueing the limit settles at.
     #[must_use]
     pub fn tolerance(mut self, t: f64) -> Self {
         self.tolerance = t.max(1.0);
+        self
+    }
+
+    /// A fixed growth step instead of `sqrt(limit)` (Netflix's `Gradient2Limit` uses 4).
+    #[must_use]
+    pub fn queue_size(mut self, q: f64) -> Self {
+        self.queue_size = Some(q.max(0.0));
         self
     }
 
@@ -301,25 +323,26 @@ impl Algorithm for Gradient2 {
         if short <= 0.0 {
             return None;
         }
-        // Exponential average, a plain mean over the first 10 samples (warm-up).
+        let limit = st.limit;
         st.samples = st.samples.saturating_add(1);
-        st.long_rtt = if st.samples <= 10 {
-            st.long_rtt + (short - st.long_rtt) / f64::from(st.samples)
-        } else {
+        if st.samples <= 10 {
+            // Warm-up: a plain mean of the first ten samples.
+            st.long_rtt += (short - st.long_rtt) / f64::from(st.samples);
+        } else if short <= st.long_rtt || limit <= f64::from(self.min) {
             let f = 2.0 / (f64::from(self.long_window) + 1.0);
-            st.long_rtt * (1.0 - f) + short * f
-        };
-        let long = st.long_rtt;
+            st.long_rtt += (short - st.long_rtt) * f;
+        }
         // Back to normal after a long overload: let the long average catch up faster.
-        if long / short > 2.0 {
+        if st.long_rtt / short > 2.0 {
             st.long_rtt *= 0.95;
         }
-        let limit = st.limit;
         if f64::from(s.in_flight) < limit / 2.0 {
-            return None; // app-limited
+            return None; // app-limited: the sample says nothing about capacity
         }
+        let long = st.long_rtt;
+        let queue_size = self.queue_size.unwrap_or_else(|| limit.sqrt());
         let gradient = (self.tolerance * long / short).clamp(0.5, 1.0);
-        let new = limit * gradient + self.queue_size;
+        let new = limit * gradient + queue_size;
         let new = clamp(
             limit * (1.0 - self.smoothing) + new * self.smoothing,
             self.min,

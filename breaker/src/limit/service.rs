@@ -13,11 +13,11 @@ use super::algorithm::{Algorithm, Sample};
 use crate::bulkhead::core::Shared as BulkheadShared;
 use crate::bulkhead::{self, Bulkhead, BulkheadLayer};
 use crate::classify::{AnyError, Classify, Outcome};
-use crate::util::InvalidConfig;
+use crate::util::{InvalidConfig, SharedRef};
 
 struct Adaptive<A> {
     algorithm: A,
-    bulkhead: Arc<BulkheadShared<()>>,
+    bulkhead: SharedRef<BulkheadShared<()>>,
 }
 
 /// A bulkhead whose limit an [`Algorithm`] adjusts from the latency and drops of the calls it

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use super::budget::Budget;
 use super::config::Config;
-use crate::util::{InvalidConfig, Rng};
+use crate::util::{InvalidConfig, Rng, SharedRef};
 
 /// Why a retry did not happen and the last result went back to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,11 +186,11 @@ pub struct Snapshot {
 }
 
 /// Controls a retry layer: snapshot and live reconfiguration. Cheap to clone.
-pub struct Handle<L = ()> {
-    pub(crate) shared: Arc<Shared<L>>,
+pub struct Handle<L: 'static = ()> {
+    pub(crate) shared: SharedRef<Shared<L>>,
 }
 
-impl<L> Clone for Handle<L> {
+impl<L: 'static> Clone for Handle<L> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -198,7 +198,7 @@ impl<L> Clone for Handle<L> {
     }
 }
 
-impl<L> fmt::Debug for Handle<L> {
+impl<L: 'static> fmt::Debug for Handle<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.shared.fmt(f)
     }

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -13,6 +12,7 @@ use tower_service::Service;
 use super::core::{GiveUp, Listener, Shared};
 use super::policy::{Decision, Policy};
 use super::replay::Replay;
+use crate::util::SharedRef;
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry): runs attempts, sleeping between them,
@@ -22,6 +22,7 @@ pin_project! {
     where
         S: Service<R::Request>,
         R: Replay<Req>,
+        L: 'static,
     {
         #[pin]
         state: State<S::Future>,
@@ -32,7 +33,7 @@ pin_project! {
         deadline: Option<tokio::time::Instant>,
         policy: P,
         replay: R,
-        shared: Arc<Shared<L>>,
+        shared: SharedRef<Shared<L>>,
     }
 }
 
@@ -57,7 +58,7 @@ where
         deadline: Option<tokio::time::Instant>,
         policy: P,
         replay: R,
-        shared: Arc<Shared<L>>,
+        shared: SharedRef<Shared<L>>,
     ) -> Self {
         Self {
             state: State::Calling { fut },
