@@ -27,6 +27,7 @@ pub mod filter;
 pub mod forward;
 pub mod jwt;
 pub mod path;
+mod pool;
 mod proxy;
 pub mod ratelimit;
 pub mod reload;
@@ -36,4 +37,4 @@ pub mod upstream;
 
 pub use body::{BoxError, GatewayBody};
 pub use proxy::{Gateway, GatewayBuilder, GatewayConnection, ReloadStatus, ResponseFuture};
-pub use server::serve;
+pub use server::{reuseport_listener, serve};

@@ -25,7 +25,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::body::{BodyTooLarge, GatewayBody, RequestBody};
+use crate::body::{BodyTooLarge, GatewayBody, RequestBody, UpstreamBody};
 use crate::config::{GatewayConfig, Limits, Protocol, RoutesError};
 use crate::filter;
 use crate::forward;
@@ -415,11 +415,12 @@ impl GatewayConnection {
         }
 
         let query = parts.uri.query();
-        let (base, authority) = match &route.upstream {
+        let (base, upstream) = match &route.upstream {
             Upstream::Fixed {
                 authority,
                 base_path,
-            } => (base_path.as_str(), Some(authority)),
+                host,
+            } => (base_path.as_str(), Some((authority, host))),
             Upstream::Service { .. } => ("", None),
         };
         let mut pq =
@@ -437,18 +438,31 @@ impl GatewayConnection {
         drop(norm);
         let mut up = http::uri::Parts::default();
         up.path_and_query = Some(pq);
-        if let Some(a) = authority {
-            up.scheme = Some(Scheme::HTTP);
-            up.authority = Some(a.clone());
-        }
+        // HTTP/1.1 goes out as written (origin-form, our `Host`); h2c needs the authority in
+        // the URI (`:authority`).
+        let upstream_host = match upstream {
+            Some((authority, _)) if route.protocol == Protocol::H2c => {
+                up.scheme = Some(Scheme::HTTP);
+                up.authority = Some(authority.clone());
+                None
+            }
+            Some((_, host)) => Some(host),
+            None => None,
+        };
         parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
-        if route.preserve_host {
-            if let Some(h) = client_host {
+        match (route.preserve_host, client_host) {
+            (true, Some(h)) => {
                 parts.headers.insert(HOST, h);
             }
-        } else {
-            // The pool's client writes the upstream's authority.
-            parts.headers.remove(HOST);
+            _ => match upstream_host {
+                Some(h) => {
+                    parts.headers.insert(HOST, h.clone());
+                }
+                // The h2c client writes the upstream's authority; a service, its instance's.
+                None => {
+                    parts.headers.remove(HOST);
+                }
+            },
         }
         parts.version = match route.protocol {
             Protocol::Http1 => Version::HTTP_11,
@@ -570,7 +584,7 @@ impl State {
     fn call(route: &Route, req: Request<RequestBody>) -> Self {
         match &route.breaker {
             None => State::Direct {
-                fut: tower_service::Service::call(&mut route.call.clone(), req),
+                fut: route.call.send(req),
             },
             Some(b) => State::Breaker {
                 fut: tower_service::Service::call(&mut b.svc.clone(), req),
@@ -608,7 +622,7 @@ impl Retry {
 
 /// One attempt's outcome.
 enum Attempt {
-    Response(Response<Incoming>),
+    Response(Response<UpstreamBody>),
     /// Upstream error or timeout (may be retried).
     Failed(crate::BoxError),
     /// Answered by the gateway (breaker fallback, 413): final.
@@ -739,7 +753,7 @@ impl Future for ResponseFuture {
                 continue;
             }
             break match attempt {
-                Attempt::Response(r) => r.map(GatewayBody::upstream),
+                Attempt::Response(r) => r.map(GatewayBody::from_upstream),
                 Attempt::Answered(r) => r,
                 Attempt::Failed(e) => match &route.breaker {
                     Some(b) if !has_cause::<BodyTooLarge>(&*e) => {

@@ -1,12 +1,13 @@
 //! Accept loop with limits and graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Limits;
 use crate::proxy::Gateway;
@@ -69,4 +70,31 @@ pub async fn serve(
         () = tokio::time::sleep(drain) => open.max(1),
     };
     Ok(left)
+}
+
+/// Binds `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`), so several listeners (one per worker
+/// thread, each on its own runtime) share the port and the kernel spreads new connections
+/// between them. Call it again with the first listener's address for each further worker.
+///
+/// Must be called within a Tokio runtime; the returned listener is a std one, to be
+/// registered with the worker's runtime by `TcpListener::from_std`.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let first = palisade_gateway::reuseport_listener("127.0.0.1:0".parse().unwrap())?;
+/// let second = palisade_gateway::reuseport_listener(first.local_addr()?)?;
+/// assert_eq!(first.local_addr()?, second.local_addr()?);
+/// # Ok(()) }
+/// ```
+pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(4096)?.into_std()?;
+    Ok(listener)
 }

@@ -2,9 +2,13 @@
 //! `tower::Service` hook (how `lb://name` plugs into a registry client and balancer).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use http::HeaderValue;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -13,8 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::util::BoxCloneSyncService;
 
-use crate::body::{BoxError, RequestBody};
+use crate::body::{BoxError, RequestBody, UpstreamBody};
 use crate::config::{Protocol, UpstreamUrl};
+use crate::pool::{self, ConnectFuture, Sender, UpstreamKey};
 
 /// The service a `lb://name` route calls: it receives the request with the path (and query)
 /// already rewritten as an origin-form URI (`/a/b?c`) and picks the instance itself.
@@ -37,6 +42,8 @@ pub(crate) enum Upstream {
     Fixed {
         authority: Authority,
         base_path: String,
+        /// The `Host` header HTTP/1.1 requests carry (the authority, without a default port).
+        host: HeaderValue,
     },
     /// A named service.
     Service { name: String, svc: UpstreamService },
@@ -48,6 +55,7 @@ impl fmt::Debug for Upstream {
             Upstream::Fixed {
                 authority,
                 base_path,
+                ..
             } => write!(f, "http://{authority}{base_path}"),
             Upstream::Service { name, .. } => write!(f, "lb://{name}"),
         }
@@ -63,10 +71,18 @@ impl Upstream {
             UpstreamUrl::Fixed {
                 authority,
                 base_path,
-            } => Ok(Upstream::Fixed {
-                authority: authority.clone(),
-                base_path: base_path.clone(),
-            }),
+            } => {
+                let host = match authority.port_u16() {
+                    Some(80) => authority.host(),
+                    _ => authority.as_str(),
+                };
+                Ok(Upstream::Fixed {
+                    authority: authority.clone(),
+                    base_path: base_path.clone(),
+                    host: HeaderValue::from_str(host)
+                        .map_err(|_| format!("`{authority}` is not a valid Host header"))?,
+                })
+            }
             UpstreamUrl::Service(name) => {
                 let resolver = resolver.ok_or_else(|| {
                     format!("`lb://{name}` needs a service resolver (registry + balancer), and none is configured")
@@ -127,13 +143,17 @@ impl std::error::Error for UpstreamTimeout {}
 
 #[derive(Clone)]
 enum Target {
-    /// The shared pools (one `Arc`, so a per-request clone is one increment).
-    Client(Arc<Clients>, Protocol),
+    /// HTTP/1.1 over the worker thread's own pool (see `pool`).
+    Pooled(UpstreamKey),
+    /// h2c over the shared hyper-util pool (HTTP/2 multiplexes: one connection serves all).
+    H2c(HttpClient),
     Service(UpstreamService),
 }
 
 /// One route's call to its upstream, with the route's timeout: a `tower::Service`, so the
 /// route's resilience layers (the circuit breaker) wrap it.
+///
+/// HTTP/1.1 requests go out as written: origin-form URI and the `Host` header the proxy set.
 #[derive(Clone)]
 pub struct UpstreamCall {
     target: Target,
@@ -155,17 +175,69 @@ impl UpstreamCall {
         protocol: Protocol,
         timeout: Option<Duration>,
     ) -> Self {
-        let target = match upstream {
-            Upstream::Fixed { .. } => Target::Client(clients.clone(), protocol),
-            Upstream::Service { svc, .. } => Target::Service(svc.clone()),
+        let target = match (upstream, protocol) {
+            (Upstream::Fixed { authority, .. }, Protocol::Http1) => {
+                Target::Pooled(UpstreamKey::of(authority))
+            }
+            (Upstream::Fixed { .. }, Protocol::H2c) => Target::H2c(clients.h2c.clone()),
+            (Upstream::Service { svc, .. }, _) => Target::Service(svc.clone()),
         };
         UpstreamCall { target, timeout }
     }
+
+    /// Sends `req` (what `Service::call` does, without needing `&mut self`).
+    pub(crate) fn send(&self, req: Request<RequestBody>) -> UpstreamFuture {
+        use tower::ServiceExt;
+        let state = match &self.target {
+            Target::Pooled(key) => match pool::checkout(*key) {
+                Some(tx) => CallState::Ready {
+                    tx: Some(tx),
+                    req: Some(req),
+                    key: *key,
+                    reused: true,
+                },
+                None => CallState::Connect {
+                    fut: pool::connect(*key),
+                    req: Some(req),
+                    key: *key,
+                },
+            },
+            Target::H2c(c) => CallState::Client {
+                fut: c.request(req),
+            },
+            Target::Service(s) => CallState::Service {
+                fut: s.clone().oneshot(req),
+            },
+        };
+        UpstreamFuture {
+            state,
+            sleep: self.timeout.map(tokio::time::sleep),
+        }
+    }
 }
+
+/// hyper's `try_send_request` future cannot be named, so it is boxed: one allocation per
+/// request (hyper-util's legacy client boxes its whole response future too).
+type SendFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    Response<Incoming>,
+                    hyper::client::conn::TrySendError<Request<RequestBody>>,
+                >,
+            > + Send,
+    >,
+>;
 
 pin_project_lite::pin_project! {
     #[project = CallProj]
     enum CallState {
+        /// A pooled HTTP/1.1 connection, until it can take the request.
+        Ready { tx: Option<Sender>, req: Option<Request<RequestBody>>, key: UpstreamKey, reused: bool },
+        /// A new HTTP/1.1 connection being opened.
+        Connect { fut: ConnectFuture, req: Option<Request<RequestBody>>, key: UpstreamKey },
+        /// The request is written; waiting for the response head.
+        Send { fut: SendFuture, tx: Option<Sender>, key: UpstreamKey, reused: bool },
         Client { #[pin] fut: hyper_util::client::legacy::ResponseFuture },
         Service { #[pin] fut: tower::util::Oneshot<UpstreamService, Request<RequestBody>> },
     }
@@ -181,20 +253,97 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl std::future::Future for UpstreamFuture {
-    type Output = Result<Response<Incoming>, BoxError>;
+impl UpstreamFuture {
+    fn poll_call(
+        mut state: Pin<&mut CallState>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<UpstreamBody>, BoxError>> {
+        loop {
+            let next = match state.as_mut().project() {
+                CallProj::Ready {
+                    tx,
+                    req,
+                    key,
+                    reused,
+                } => {
+                    let sender = tx.as_mut().expect("polled after completion");
+                    match ready!(sender.poll_ready(cx)) {
+                        Ok(()) => {
+                            let mut sender = tx.take().expect("polled after completion");
+                            let req = req.take().expect("polled after completion");
+                            CallState::Send {
+                                fut: Box::pin(sender.try_send_request(req)),
+                                tx: Some(sender),
+                                key: *key,
+                                reused: *reused,
+                            }
+                        }
+                        // Closed while idle (the upstream hung up): nothing was sent, so a
+                        // new connection takes the request.
+                        Err(_) => CallState::Connect {
+                            fut: pool::connect(*key),
+                            req: req.take(),
+                            key: *key,
+                        },
+                    }
+                }
+                CallProj::Connect { fut, req, key } => match ready!(fut.as_mut().poll(cx)) {
+                    Ok(tx) => CallState::Ready {
+                        tx: Some(tx),
+                        req: req.take(),
+                        key: *key,
+                        reused: false,
+                    },
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                CallProj::Send {
+                    fut,
+                    tx,
+                    key,
+                    reused,
+                } => match ready!(fut.as_mut().poll(cx)) {
+                    Ok(resp) => {
+                        let tx = tx.take().expect("polled after completion");
+                        // A switched connection belongs to the tunnel now.
+                        let body = if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                            UpstreamBody::plain
+                        } else {
+                            let key = *key;
+                            return Poll::Ready(Ok(resp.map(|b| UpstreamBody::pooled(b, key, tx))));
+                        };
+                        return Poll::Ready(Ok(resp.map(body)));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // A reused connection closed before the request went out: safe to
+                        // send on a new one (what hyper-util's pool does too).
+                        Some(req) if *reused => CallState::Connect {
+                            fut: pool::connect(*key),
+                            req: Some(req),
+                            key: *key,
+                        },
+                        _ => return Poll::Ready(Err(e.into_error().into())),
+                    },
+                },
+                CallProj::Client { fut } => {
+                    return fut
+                        .poll(cx)
+                        .map(|r| r.map(|r| r.map(UpstreamBody::plain)).map_err(Into::into));
+                }
+                CallProj::Service { fut } => {
+                    return fut.poll(cx).map(|r| r.map(|r| r.map(UpstreamBody::plain)));
+                }
+            };
+            state.set(next);
+        }
+    }
+}
 
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        use std::task::Poll;
+impl Future for UpstreamFuture {
+    type Output = Result<Response<UpstreamBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let polled = match this.state.project() {
-            CallProj::Client { fut } => fut.poll(cx).map(|r| r.map_err(Into::into)),
-            CallProj::Service { fut } => fut.poll(cx),
-        };
-        match polled {
+        match Self::poll_call(this.state, cx) {
             Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => match this.sleep.as_pin_mut() {
                 Some(s) => s
@@ -207,35 +356,17 @@ impl std::future::Future for UpstreamFuture {
 }
 
 impl tower_service::Service<Request<RequestBody>> for UpstreamCall {
-    type Response = Response<Incoming>;
+    type Response = Response<UpstreamBody>;
     type Error = BoxError;
     type Future = UpstreamFuture;
 
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        // The pooled client is always ready; a plugged-in service is driven to readiness by
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The pools are always ready; a plugged-in service is driven to readiness by
         // `Oneshot` in `call`.
-        std::task::Poll::Ready(Ok(()))
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<RequestBody>) -> UpstreamFuture {
-        use tower::ServiceExt;
-        let state = match &self.target {
-            Target::Client(c, Protocol::Http1) => CallState::Client {
-                fut: c.h1.request(req),
-            },
-            Target::Client(c, Protocol::H2c) => CallState::Client {
-                fut: c.h2c.request(req),
-            },
-            Target::Service(s) => CallState::Service {
-                fut: s.clone().oneshot(req),
-            },
-        };
-        UpstreamFuture {
-            state,
-            sleep: self.timeout.map(tokio::time::sleep),
-        }
+        self.send(req)
     }
 }
