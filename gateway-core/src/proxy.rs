@@ -259,6 +259,7 @@ impl Gateway {
         GatewayConnection {
             shared: self.shared.clone(),
             remote,
+            client: forward::ClientAddr::new(remote),
         }
     }
 }
@@ -269,6 +270,7 @@ impl Gateway {
 pub struct GatewayConnection {
     shared: Arc<Shared>,
     remote: SocketAddr,
+    client: forward::ClientAddr,
 }
 
 impl std::fmt::Debug for GatewayConnection {
@@ -382,9 +384,9 @@ impl GatewayConnection {
         if !self.shared.trust_forwarded {
             forward::drop_forwarded(&mut parts.headers);
         }
-        forward::add_forwarded(
+        forward::add_forwarded_for(
             &mut parts.headers,
-            self.remote,
+            &self.client,
             "http",
             client_host.as_ref(),
         );
@@ -423,18 +425,31 @@ impl GatewayConnection {
             } => (base_path.as_str(), Some((authority, host))),
             Upstream::Service { .. } => ("", None),
         };
-        let mut pq =
-            String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
-        pq.push_str(base);
-        pq.push_str(&path);
-        if let Some(q) = query {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        drop(path);
-        let Ok(pq) = PathAndQuery::try_from(pq) else {
-            return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n"));
+        // Usually the path goes out as it came: then the request's own bytes are shared.
+        let unchanged = base.is_empty()
+            && matches!(&path, Cow::Borrowed(p) if std::ptr::eq(*p, parts.uri.path()));
+        let pq = match parts.uri.path_and_query() {
+            Some(pq) if unchanged => pq.clone(),
+            _ => {
+                let mut pq = String::with_capacity(
+                    base.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+                );
+                pq.push_str(base);
+                pq.push_str(&path);
+                if let Some(q) = query {
+                    pq.push('?');
+                    pq.push_str(q);
+                }
+                let Ok(pq) = PathAndQuery::try_from(pq) else {
+                    return ResponseFuture::local(local(
+                        StatusCode::BAD_REQUEST,
+                        "bad request path\n",
+                    ));
+                };
+                pq
+            }
         };
+        drop(path);
         drop(norm);
         let mut up = http::uri::Parts::default();
         up.path_and_query = Some(pq);
