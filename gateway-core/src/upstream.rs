@@ -1,5 +1,6 @@
-//! Upstreams: fixed URLs over one shared connection pool, or a named service behind a
-//! `tower::Service` hook (how `lb://name` plugs into a registry client and balancer).
+//! Upstreams: fixed URLs (HTTP/1.1 over the worker thread's own pool, h2c over one shared
+//! hyper-util pool), or a named service behind a `tower::Service` hook (how `lb://name` plugs
+//! into a registry client and balancer).
 
 use std::fmt;
 use std::future::Future;
@@ -102,8 +103,9 @@ impl Upstream {
 /// The pooled HTTP client type (HTTP/1.1 or h2c).
 pub type HttpClient = Client<HttpConnector, RequestBody>;
 
-/// The two shared pools: one speaks HTTP/1.1, one h2c with prior knowledge. Each keeps
-/// connections per upstream authority, shared by every route and every worker thread.
+/// The shared hyper-util pools: one speaks HTTP/1.1 (handed to `lb://` resolvers by
+/// [`Gateway::http_client`](crate::Gateway::http_client)), one h2c with prior knowledge (used by
+/// `protocol: h2c` routes). Fixed HTTP/1.1 routes use the per-thread pool instead.
 #[derive(Clone, Debug)]
 pub(crate) struct Clients {
     pub(crate) h1: HttpClient,
@@ -368,5 +370,166 @@ impl tower_service::Service<Request<RequestBody>> for UpstreamCall {
 
     fn call(&mut self, req: Request<RequestBody>) -> UpstreamFuture {
         self.send(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body::{Body, Frame};
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+    use crate::pool;
+
+    /// A response body that sends one chunk and then stalls (a long download).
+    struct Stalled(bool);
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"first")))))
+            }
+        }
+    }
+
+    /// A hyper backend on loopback that counts the connections it accepted. `/stall` sends a
+    /// first chunk and never ends; `/close` answers with `Connection: close`; anything else
+    /// answers `hello`.
+    async fn backend() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: Request<hyper::body::Incoming>| async move {
+                            let body = match req.uri().path() {
+                                "/stall" => Stalled(false).boxed(),
+                                _ => Full::new(Bytes::from_static(b"hello")).boxed(),
+                            };
+                            let mut r = http::Response::new(body);
+                            if req.uri().path() == "/close" {
+                                r.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, Infallible>(r)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn call_for(addr: SocketAddr) -> (UpstreamCall, UpstreamKey) {
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let key = UpstreamKey::of(&authority);
+        let call = UpstreamCall {
+            target: Target::Pooled(key),
+            timeout: None,
+        };
+        (call, key)
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> Request<RequestBody> {
+        Request::builder()
+            .uri(path)
+            .header(http::header::HOST, addr.to_string())
+            .body(RequestBody::empty())
+            .unwrap()
+    }
+
+    async fn text(call: &UpstreamCall, addr: SocketAddr, path: &str) -> String {
+        let resp = call.send(get(addr, path)).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sequential_requests_reuse_one_connection() {
+        let (addr, accepted) = backend().await;
+        let (call, key) = call_for(addr);
+        for _ in 0..20 {
+            assert_eq!(text(&call, addr, "/").await, "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool::idle_count(key), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_requests_open_connections_then_all_come_back() {
+        let (addr, accepted) = backend().await;
+        let (call, key) = call_for(addr);
+        let bodies = futures::future::join_all((0..8).map(|_| text(&call, addr, "/"))).await;
+        assert!(bodies.iter().all(|b| b == "hello"));
+        let opened = accepted.load(Ordering::SeqCst);
+        assert!((1..=8).contains(&opened), "{opened} connections");
+        assert_eq!(pool::idle_count(key), opened);
+        // The next round reuses them all: no new connection.
+        futures::future::join_all((0..opened).map(|_| text(&call, addr, "/"))).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), opened);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_dropped_before_its_end_does_not_go_back() {
+        let (addr, accepted) = backend().await;
+        let (call, key) = call_for(addr);
+        let resp = call.send(get(addr, "/stall")).await.unwrap();
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "first");
+        drop(body);
+        assert_eq!(pool::idle_count(key), 0);
+        // A new request must not wait behind the stalled download: it gets a new connection.
+        assert_eq!(text(&call, addr, "/").await, "hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_the_upstream_closed_is_replaced() {
+        let (addr, accepted) = backend().await;
+        let (call, _key) = call_for(addr);
+        for _ in 0..5 {
+            // Each answer closes its connection; the next request must not fail on it.
+            assert_eq!(text(&call, addr, "/close").await, "hello");
+        }
+        assert_eq!(text(&call, addr, "/").await, "hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connect_errors_are_reported() {
+        // Bind then drop: nothing listens on that port any more.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (call, key) = call_for(addr);
+        assert!(call.send(get(addr, "/")).await.is_err());
+        assert_eq!(pool::idle_count(key), 0);
     }
 }
