@@ -21,8 +21,28 @@ static B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
 static B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
 static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ]
+    .contains(n)
+        || *n == KEEP_ALIVE
+        || *n == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers: those named by `Connection`, and the standard list.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Usually there is none: one pass over the few headers present costs less than hashing the
+    // nine names to look each up.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     if h.contains_key(header::CONNECTION) {
         // Collect names first: `Connection` may list several, and the map can't be borrowed
         // while removing. Rare (clients seldom list extra names), so the Vec is off the hot path.
@@ -56,6 +76,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// Removes the client's `X-Forwarded-For`, `-Proto`, `-Host` and `Forwarded` (they are the
 /// client's claims, not facts, at the edge).
 pub fn drop_forwarded(h: &mut HeaderMap) {
+    let forwarded = [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &FORWARDED,
+    ];
+    if !h.keys().any(|k| forwarded.contains(&k)) {
+        return;
+    }
     for n in [
         &X_FORWARDED_FOR,
         &X_FORWARDED_PROTO,
@@ -208,7 +237,12 @@ fn span_id_from(hex: &[u8]) -> SpanId {
 pub fn propagate_trace(h: &mut HeaderMap, rng: &mut fastrand::Rng) {
     // (trace id, parent span, sampled)
     let mut trace: Option<(TraceId, Option<SpanId>, bool)> = None;
-    if let Some(tp) = h.get(&TRACEPARENT) {
+    // A client without trace headers (most) costs one pass, not four lookups.
+    let incoming = h
+        .keys()
+        .any(|k| *k == TRACEPARENT || *k == B3 || *k == B3_TRACE);
+    let get = |name: &HeaderName| if incoming { h.get(name) } else { None };
+    if let Some(tp) = get(&TRACEPARENT) {
         let mut parts = tp.as_bytes().split(|b| *b == b'-');
         if let (Some(ver), Some(tid), Some(sid), Some(flags)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -229,7 +263,7 @@ pub fn propagate_trace(h: &mut HeaderMap, rng: &mut fastrand::Rng) {
     }
     let mut b3_single = false;
     let mut b3_multi = false;
-    if let Some(b3) = h.get(&B3) {
+    if let Some(b3) = get(&B3) {
         let mut p = b3.as_bytes().split(|b| *b == b'-');
         if let (Some(tid), Some(sid)) = (p.next(), p.next())
             && (is_hex(tid, 32) || is_hex(tid, 16))
@@ -241,7 +275,7 @@ pub fn propagate_trace(h: &mut HeaderMap, rng: &mut fastrand::Rng) {
                 trace = Some((trace_id_from(tid), Some(span_id_from(sid)), sampled));
             }
         }
-    } else if let (Some(t), Some(s)) = (h.get(&B3_TRACE), h.get(&B3_SPAN))
+    } else if let (Some(t), Some(s)) = (get(&B3_TRACE), get(&B3_SPAN))
         && (is_hex(t.as_bytes(), 32) || is_hex(t.as_bytes(), 16))
         && is_hex(s.as_bytes(), 16)
     {

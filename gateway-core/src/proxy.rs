@@ -297,8 +297,15 @@ impl GatewayConnection {
         let (mut parts, body) = req.into_parts();
         let h = &parts.headers;
 
+        // One pass over the few headers present instead of a hashed lookup per name below.
+        let (mut has_te, mut has_cl, mut has_upgrade) = (false, false, false);
+        for k in h.keys() {
+            has_te |= *k == TRANSFER_ENCODING;
+            has_cl |= *k == CONTENT_LENGTH;
+            has_upgrade |= *k == UPGRADE;
+        }
         // Request smuggling: a body framed two ways is refused outright (RFC 9112 6.3).
-        if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
+        if has_te && has_cl {
             return ResponseFuture::local(local(
                 StatusCode::BAD_REQUEST,
                 "conflicting Content-Length and Transfer-Encoding\n",
@@ -306,9 +313,11 @@ impl GatewayConnection {
         }
         // Only plain `chunked` framing is forwarded: a request whose last coding is something
         // else has no reliable end, and codings are never passed through to the upstream.
-        let mut codings = h.get_all(TRANSFER_ENCODING).iter().peekable();
-        if codings.peek().is_some() {
-            let only_chunked = codings.all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        if has_te {
+            let only_chunked = h
+                .get_all(TRANSFER_ENCODING)
+                .iter()
+                .all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
             if !only_chunked
                 || h.get_all(TRANSFER_ENCODING).iter().count() != 1
                 || parts.version == Version::HTTP_10
@@ -319,7 +328,10 @@ impl GatewayConnection {
                 ));
             }
         }
-        let mut lengths = h.get_all(CONTENT_LENGTH).iter();
+        let mut lengths = has_cl
+            .then(|| h.get_all(CONTENT_LENGTH).iter())
+            .into_iter()
+            .flatten();
         if let Some(first) = lengths.next() {
             if lengths.any(|v| v != first) {
                 return ResponseFuture::local(local(
@@ -368,7 +380,7 @@ impl GatewayConnection {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let upgrade = match upgrade_protocol(&parts) {
+        let upgrade = match has_upgrade.then(|| upgrade_protocol(&parts)).flatten() {
             Some(proto) if route.protocol == Protocol::Http1 => {
                 parts.extensions.remove::<OnUpgrade>().map(|on| (on, proto))
             }
