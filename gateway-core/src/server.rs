@@ -12,6 +12,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::config::Limits;
 use crate::proxy::Gateway;
 
+/// hyper's default header count limit (`DEFAULT_MAX_HEADERS` in `hyper::proto::h1::role`).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Serves the gateway on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
 /// accepting and waits up to `drain` for requests in flight to finish. Returns how many
 /// connections were still open when the drain ended (0 = clean).
@@ -27,9 +30,13 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .max_headers(limits.max_header_count)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .header_read_timeout(limits.header_read_timeout);
+    // hyper's own limit is 100 headers, parsed into stack arrays; an explicit limit (even 100)
+    // makes it fill two heap vectors of that length per request.
+    if limits.max_header_count != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_header_count);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

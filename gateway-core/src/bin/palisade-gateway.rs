@@ -13,6 +13,10 @@ use palisade_gateway::config::GatewayConfig;
 use palisade_gateway::{Gateway, admin, reload};
 use tokio::signal::unix::{SignalKind, signal};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
