@@ -148,7 +148,7 @@ enum Target {
     /// HTTP/1.1 over the worker thread's own pool (see `pool`).
     Pooled(UpstreamKey),
     /// h2c over the shared hyper-util pool (HTTP/2 multiplexes: one connection serves all).
-    H2c(HttpClient),
+    H2c(Arc<Clients>),
     Service(UpstreamService),
 }
 
@@ -181,7 +181,7 @@ impl UpstreamCall {
             (Upstream::Fixed { authority, .. }, Protocol::Http1) => {
                 Target::Pooled(UpstreamKey::of(authority))
             }
-            (Upstream::Fixed { .. }, Protocol::H2c) => Target::H2c(clients.h2c.clone()),
+            (Upstream::Fixed { .. }, Protocol::H2c) => Target::H2c(clients.clone()),
             (Upstream::Service { svc, .. }, _) => Target::Service(svc.clone()),
         };
         UpstreamCall { target, timeout }
@@ -205,7 +205,7 @@ impl UpstreamCall {
                 },
             },
             Target::H2c(c) => CallState::Client {
-                fut: c.request(req),
+                fut: c.h2c.request(req),
             },
             Target::Service(s) => CallState::Service {
                 fut: s.clone().oneshot(req),
