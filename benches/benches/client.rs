@@ -5,6 +5,8 @@
 //! Latency comes from criterion; CPU per call is the client thread's on-CPU time
 //! (`/proc/thread-self/schedstat`), so the server, which runs on its own threads, is not
 //! counted. Rows are measured in alternating rounds so that machine noise hits them alike.
+//! `generated-builder` is what `CatalogClient::builder()` gives (the full stack over the
+//! `Transport` enum that also carries the discovery balancer).
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
@@ -130,10 +132,12 @@ struct Rows {
     guarded: HandGuarded,
     bare: CatalogClient<palisade_client::stack::SetBaseUrl<HttpTransport>>,
     full: CatalogClient<Stack<HttpTransport>>,
+    built: CatalogClient<palisade_client::ClientStack>,
 }
 
 fn rows(addr: SocketAddr) -> Rows {
     let base = format!("http://{addr}");
+    let base_url = base.clone();
     // The same connector and pool settings as the default transport.
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -167,6 +171,13 @@ fn rows(addr: SocketAddr) -> Rows {
         },
         bare: CatalogClient::new(bare),
         full: CatalogClient::new(full),
+        // What `CatalogClient::builder()` gives: the full stack over the `Transport` enum.
+        built: CatalogClient::builder()
+            .base_url(&base_url)
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
     }
 }
 
@@ -176,15 +187,17 @@ async fn call(rows: &Rows, which: &str) -> u64 {
         "generated-bare" => rows.bare.title(7, "en").await.unwrap().0.id,
         "generated-stack" => rows.full.title(7, "en").await.unwrap().0.id,
         "hyper-util-guarded" => rows.guarded.call(7, "en").await.id,
+        "generated-builder" => rows.built.title(7, "en").await.unwrap().0.id,
         _ => unreachable!(),
     }
 }
 
-const ROWS: [&str; 4] = [
+const ROWS: [&str; 5] = [
     "hyper-util",
     "generated-bare",
     "generated-stack",
     "hyper-util-guarded",
+    "generated-builder",
 ];
 
 fn thread_cpu_ns() -> Option<u64> {
@@ -260,6 +273,26 @@ fn main() {
     // Warm the pools and check that every row gets the same answer.
     for which in ROWS {
         assert_eq!(rt.block_on(call(&rows, which)), 7, "{which}");
+    }
+    // Instruction counts: `CLIENT_BENCH_ONLY=<row> CLIENT_BENCH_CALLS=<n>` makes `n` calls of
+    // one row and exits, for `valgrind --tool=callgrind --separate-threads=yes` (the client
+    // runtime is this thread; the server has its own). Two values of `n` give the per-call
+    // count without the setup.
+    if let Ok(only) = std::env::var("CLIENT_BENCH_ONLY") {
+        let which = ROWS
+            .into_iter()
+            .find(|r| *r == only)
+            .expect("CLIENT_BENCH_ONLY names a row");
+        let n: u64 = std::env::var("CLIENT_BENCH_CALLS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        rt.block_on(async {
+            for _ in 0..n {
+                black_box(call(&rows, which).await);
+            }
+        });
+        return;
     }
     let mut c = Criterion::default().configure_from_args();
     latency(&mut c, &rt, &rows);

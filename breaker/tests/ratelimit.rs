@@ -283,3 +283,40 @@ fn stress_keyed_exact_per_key_counts() {
         assert_eq!(h.keys(), 4);
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn keyed_try_acquire_reports_remaining_and_reset() {
+    // 4 per second (T = 250ms), burst 3.
+    let layer = KeyedRateLimitLayer::new(
+        Config::per(4, Duration::from_secs(1)).burst(3),
+        16,
+        |k: &u8| *k,
+    )
+    .unwrap();
+    let h = layer.handle();
+    let a = h.try_acquire(1).unwrap();
+    assert_eq!((a.remaining(), a.reset()), (2, Duration::from_millis(250)));
+    let a = h.try_acquire(1).unwrap();
+    assert_eq!((a.remaining(), a.reset()), (1, Duration::from_millis(500)));
+    let a = h.try_acquire(1).unwrap();
+    assert_eq!((a.remaining(), a.reset()), (0, Duration::from_millis(750)));
+    let r = h.try_acquire(1).unwrap_err();
+    assert_eq!(r.retry_after(), Duration::from_millis(250));
+    // Another key is untouched; the service and the handle share the keys.
+    assert_eq!(h.try_acquire(2).unwrap().remaining(), 2);
+    let mut svc = layer.layer(tower::service_fn(|_: u8| async { Ok::<_, ()>(()) }));
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(1)
+            .await
+            .unwrap_err()
+            .is_rejected()
+    );
+    tokio::time::advance(Duration::from_millis(250)).await;
+    let a = h.try_acquire(1).unwrap();
+    assert_eq!((a.remaining(), a.reset()), (0, Duration::from_millis(750)));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(h.try_acquire(1).unwrap().remaining(), 2);
+}

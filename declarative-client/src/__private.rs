@@ -325,19 +325,56 @@ impl<T: HeaderMapParam> HeaderMapParam for Option<T> {
     }
 }
 
-/// Sends a request through the service.
-pub async fn send<S, B>(
+/// Sends a request through the service: a named future, so that the generated method's state
+/// holds the service once (an `async fn` would keep its argument beside the `Oneshot`).
+///
+/// The stack runs inside the call's span (`obs`), so that what the layers log belongs to it.
+pub fn send<S, B>(
     svc: S,
     req: Request<Body>,
     meta: &'static MethodMeta,
-) -> Result<Response<B>, ClientError>
+    obs: &CallObserver,
+) -> SendFuture<S>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
 {
-    svc.oneshot(req)
-        .await
-        .map_err(|e| ClientError::from_service(meta.name(), e.into()))
+    SendFuture {
+        inner: svc.oneshot(req),
+        meta,
+        span: obs.span(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`send`].
+    pub struct SendFuture<S: Service<Request<Body>>> {
+        #[pin]
+        inner: tower::util::Oneshot<S, Request<Body>>,
+        meta: &'static MethodMeta,
+        span: tracing::Span,
+    }
+}
+
+impl<S, B> std::future::Future for SendFuture<S>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<B>, ClientError>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let meta = *this.meta;
+        this.inner
+            .poll(cx)
+            .map_err(|e| ClientError::from_service(meta.name(), e.into()))
+    }
 }
 
 /// Whether a failed call goes to the fallback: the breaker rejected it, or (with
@@ -367,6 +404,7 @@ where
     Ok(T::from_response(resp, meta.name()).await?)
 }
 
+pub use crate::observe::CallObserver;
 pub use http;
 pub use http_body;
 pub use tower_service;

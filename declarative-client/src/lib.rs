@@ -40,7 +40,7 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `service = "catalog"` | the logical service name, exposed as `CatalogClient::SERVICE` for discovery |
+//! | `service = "catalog"` | the logical service name: `CatalogClient::SERVICE`, what [`ClientBuilder::discovery`] looks up, the `service` of spans and metrics |
 //! | `base_path = "/api/v1"` | prefix of every method path |
 //! | `timeout = "2s"` | timeout of every method (humantime syntax) |
 //! | `retry = 3` / `retry = "never"` | retries of the idempotent methods |
@@ -50,7 +50,9 @@
 //!
 //! On each `async fn`, one of `#[get]`, `#[post]`, `#[put]`, `#[patch]`, `#[delete]`, `#[head]`
 //! with the path (`"/titles/{id}"`) and optionally `timeout`, `retry`, `headers(...)`,
-//! `idempotent` (lets a POST or PATCH be retried) and `fallback = false`.
+//! `idempotent` (lets a POST or PATCH be retried), `fallback = false` (no fallback for this
+//! method) and `fallback = OtherType` (this method's own fallback: a `OtherType: Trait +
+//! Default`, built once by `new`).
 //!
 //! Each parameter is one of:
 //!
@@ -76,18 +78,41 @@
 //! # The stack
 //!
 //! The generated `TraitClient<S>` works over any `S: Service<http::Request<Body>>` that returns
-//! `http::Response<B>`. [`stack::StackBuilder`] assembles the standard one: retries → circuit
-//! breaker → timeout → interceptors ([`stack::BearerAuth`], [`trace::Traceparent`], [`trace::B3`]) → base URL
-//! → the hyper-util transport ([`transport`]; pooled, HTTP/1.1 or HTTP/2). The method's
-//! [`MethodMeta`] travels in the request extensions, so each layer applies the method's own
-//! timeout and retry settings.
+//! `http::Response<B>`. `TraitClient::builder()` ([`ClientBuilder`]) assembles the standard one
+//! and picks the service name from the macro: retries ([`stack::RetryPolicy`]: exponential
+//! backoff with full jitter, `Retry-After`, a budget, idempotent methods only) → circuit
+//! breaker → timeout → interceptors ([`stack::BearerAuth`], [`trace::Traceparent`],
+//! [`trace::B3`]) → a fixed base URL, or (feature `discovery`) a balancer over the instances that
+//! the registry's `Discover` stream gives for `service = "..."` → the hyper-util transport
+//! ([`transport`]; pooled, HTTP/1.1 or HTTP/2). [`stack::StackBuilder`] builds the same stack
+//! over any transport. The method's [`MethodMeta`] travels in the request extensions, so each
+//! layer applies the method's own timeout and retry settings.
+//!
+//! # Observability
+//!
+//! Each call runs in a `debug` span `palisade_client.call` with the fields `method`
+//! (`"Catalog::title"`), `service`, `http.method`, `http.status_code` and `outcome` (`success`,
+//! `status`, `timeout`, `rejected`, `transport`, `decode`, `encode`, `fallback`). With the
+//! `metrics` feature: `palisade_client_calls_total{service,method,outcome}`,
+//! `palisade_client_call_duration_seconds{service,method}` and the retry's
+//! `palisade_retry_attempts_total{name,result}`; recording allocates nothing (the labels are
+//! built at compile time in each method's `static` metadata).
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `discovery` | [`ClientBuilder::discovery`]: a `palisade-balancer` balancer over a `palisade-registry-client` `Discover` stream |
+//! | `metrics` | the metrics above, through the `metrics` facade |
 //!
 //! Set `PALISADE_CLIENT_EXPAND=1` (or to a trait name) while building to print what the macro
 //! generates.
 
 mod body;
+mod builder;
 mod error;
 mod meta;
+mod observe;
 mod response;
 pub mod stack;
 pub mod trace;
@@ -101,6 +126,11 @@ pub use http;
 
 pub use crate::body::{
     Body, EncodedBody, Form, IntoRequestBody, Json, ReplayableBody, ResponseBody,
+};
+#[cfg(feature = "discovery")]
+pub use crate::builder::DiscoverySource;
+pub use crate::builder::{
+    BuildError, ClientBuilder, ClientStack, GeneratedClient, Transport, TransportFuture,
 };
 pub use crate::error::{ApiError, CallError, ClientError};
 pub use crate::meta::{MethodMeta, RetrySpec};

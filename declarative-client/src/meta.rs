@@ -5,12 +5,16 @@ use std::time::Duration;
 /// What the stack needs to know about the trait method a request comes from. Generated code
 /// puts a `&'static MethodMeta` in each request's extensions; the timeout and retry layers read
 /// it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodMeta {
     name: &'static str,
+    service: &'static str,
+    http_method: &'static str,
     idempotent: bool,
     timeout: Option<Duration>,
     retry: RetrySpec,
+    #[cfg(feature = "metrics")]
+    pub(crate) labels: crate::observe::CallLabels,
 }
 
 /// A method's retry setting.
@@ -25,14 +29,19 @@ pub enum RetrySpec {
 }
 
 impl MethodMeta {
-    /// Metadata for the method `name` (`"Trait::method"`), not idempotent, with no timeout
-    /// or retry of its own.
-    pub const fn new(name: &'static str) -> Self {
+    /// Metadata for the method `name` (`"Trait::method"`) of `service` (the `service = "..."`
+    /// name, else the trait's name), sending `http_method` (`"GET"`), not idempotent, with no
+    /// timeout or retry of its own.
+    pub const fn new(name: &'static str, service: &'static str, http_method: &'static str) -> Self {
         Self {
             name,
+            service,
+            http_method,
             idempotent: false,
             timeout: None,
             retry: RetrySpec::Default,
+            #[cfg(feature = "metrics")]
+            labels: crate::observe::CallLabels::new(service, name),
         }
     }
 
@@ -57,6 +66,16 @@ impl MethodMeta {
     /// `"Trait::method"`.
     pub const fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The service the method calls: `service = "..."`, else the trait's name.
+    pub const fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// The HTTP method (`"GET"`, `"POST"`...).
+    pub const fn http_method(&self) -> &'static str {
+        self.http_method
     }
 
     /// Whether the method may be retried.

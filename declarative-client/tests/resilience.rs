@@ -397,3 +397,95 @@ async fn b3_single_header_propagation() {
         "a new root has no parent"
     );
 }
+
+#[client(fallback = Stale)]
+pub trait Library {
+    #[get("/titles/{id}")]
+    async fn title(&self, #[path] id: u64) -> Result<String, ClientError>;
+
+    #[get("/top", fallback = EmptyTop)]
+    async fn top(&self) -> Result<String, ClientError>;
+
+    #[get("/count", fallback = false)]
+    async fn count(&self) -> Result<String, ClientError>;
+}
+
+pub struct Stale;
+
+impl Library for Stale {
+    async fn title(&self, id: u64) -> Result<String, ClientError> {
+        Ok(format!("stale title {id}"))
+    }
+    async fn top(&self) -> Result<String, ClientError> {
+        Ok("stale top".into())
+    }
+    async fn count(&self) -> Result<String, ClientError> {
+        Ok("must not be called".into())
+    }
+}
+
+#[derive(Default)]
+pub struct EmptyTop;
+
+impl Library for EmptyTop {
+    async fn title(&self, _id: u64) -> Result<String, ClientError> {
+        Ok("EmptyTop::title must not be called".into())
+    }
+    async fn top(&self) -> Result<String, ClientError> {
+        Ok("[]".into())
+    }
+    async fn count(&self) -> Result<String, ClientError> {
+        Ok("EmptyTop::count must not be called".into())
+    }
+}
+
+#[tokio::test]
+async fn per_method_fallback_override() {
+    let s = common::start().await;
+    let stack = StackBuilder::new("library")
+        .base_url(&s.url())
+        .unwrap()
+        .build()
+        .unwrap();
+    let breaker = stack.get_ref().handle();
+    let c = LibraryClient::new(stack, Stale);
+    // Closed: every method reaches the server.
+    assert!(c.top().await.unwrap().contains("\"path\":\"/top\""));
+
+    breaker.force_open();
+    assert_eq!(
+        c.title(3).await.unwrap(),
+        "stale title 3",
+        "the trait's fallback"
+    );
+    assert_eq!(c.top().await.unwrap(), "[]", "the method's own fallback");
+    assert!(c.count().await.unwrap_err().is_rejected(), "no fallback");
+    assert_eq!(
+        s.seen.total.load(Ordering::SeqCst),
+        1,
+        "only the first call got through"
+    );
+}
+
+#[tokio::test]
+async fn the_builder_takes_the_fallback_and_says_when_it_is_missing() {
+    let s = common::start().await;
+    let err = LibraryClient::builder()
+        .base_url(&s.url())
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "client `Library`: the trait has `fallback = Type`: pass an instance with `fallback(..)`"
+    );
+    let c = LibraryClient::builder()
+        .base_url(&s.url())
+        .unwrap()
+        .fallback(Stale)
+        .build()
+        .unwrap();
+    assert!(c.title(1).await.unwrap().contains("\"path\":\"/titles/1\""));
+    c.get_ref().get_ref().handle().force_open();
+    assert_eq!(c.title(1).await.unwrap(), "stale title 1");
+}

@@ -189,6 +189,8 @@ impl std::error::Error for BodyTooLarge {}
 pub struct RequestBody {
     inner: Option<Incoming>,
     remaining: u64,
+    // wip/gwlb: a body kept for retries (see `crate::replay`); read instead of `inner`.
+    replay: Option<palisade_breaker::retry::ReplayBody<RequestBody>>,
 }
 
 impl RequestBody {
@@ -196,6 +198,15 @@ impl RequestBody {
         RequestBody {
             inner: Some(inner),
             remaining: limit,
+            replay: None,
+        }
+    }
+    /// A body that records what it streams so that a retry can send it again.
+    pub(crate) fn replaying(body: palisade_breaker::retry::ReplayBody<RequestBody>) -> Self {
+        RequestBody {
+            inner: None,
+            remaining: 0,
+            replay: Some(body),
         }
     }
     /// An empty body.
@@ -203,6 +214,7 @@ impl RequestBody {
         RequestBody {
             inner: None,
             remaining: 0,
+            replay: None,
         }
     }
 }
@@ -224,6 +236,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(r) = this.replay.as_mut() {
+            return Pin::new(r).poll_frame(cx);
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -244,10 +259,16 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(r) = &self.replay {
+            return r.is_end_stream();
+        }
         self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(r) = &self.replay {
+            return r.size_hint();
+        }
         match &self.inner {
             Some(b) => b.size_hint(),
             None => SizeHint::with_exact(0),

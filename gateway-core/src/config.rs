@@ -55,12 +55,28 @@ pub struct GatewayConfig {
     /// cannot spoof its address to the upstreams. Read at start.
     #[serde(default)]
     pub trust_forwarded: bool,
+    // gwsec: TLS listener, trusted proxies, global CORS (new optional keys).
+    /// TLS on the proxy listener (certificate chain and key PEM files), read at start.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsListenerConfig>,
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-*`/`Forwarded` are kept and appended to;
+    /// from any other peer they are dropped. `trust_forwarded: true` trusts every peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::trust::Cidr>,
+    /// CORS for every route that has no `cors` of its own.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
+    // gwsec end
     /// How long graceful shutdown waits for in-flight requests.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,
     /// The routes, tried in order; the first that matches wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    // wip/gwlb: lb:// through the registry and balancer.
+    /// The registry `lb://` upstreams are resolved in (read at start): see [`crate::lb`].
+    #[serde(default)]
+    pub registry: Option<crate::lb::RegistryConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -147,6 +163,21 @@ pub struct RouteConfig {
     /// Circuit breaker around the upstream call, with the response given while it is open.
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
+    // wip/gwlb: per-route admission (see `crate::limits`).
+    /// Calls in flight at most, with a bounded wait (`503` when full).
+    #[serde(default)]
+    pub bulkhead: Option<palisade_breaker::bulkhead::Config>,
+    /// In-process rate limit per client key (`429`).
+    #[serde(default)]
+    pub local_rate_limit: Option<crate::limits::LocalRateLimitConfig>,
+    // gwsec: https upstreams and per-route CORS.
+    /// How an `https://` upstream is verified (CA file, webpki roots, ALPN).
+    #[serde(default)]
+    pub upstream_tls: Option<crate::tls::UpstreamTlsConfig>,
+    /// CORS for this route (replaces the top-level `cors`).
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
+    // gwsec end
     /// Applied in order; each is a one-key map (`- strip_prefix: 1`).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
@@ -168,9 +199,11 @@ pub struct RateLimitConfig {
     pub key_header: Option<Name>,
 }
 
-/// Retry policy: only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and only
-/// requests without a body are retried, so nothing is buffered to replay. A retry follows an
-/// upstream error or timeout, or one of `statuses`; a breaker rejection is not retried.
+/// Retry policy: idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and those listed
+/// in `methods` are retried. A request body is kept as it streams, up to `max_replay_bytes`,
+/// and sent again on a retry; a larger body is streamed once and the request is not retried
+/// (logged at debug). A retry follows an upstream error or timeout, or one of `statuses`; a
+/// breaker rejection is not retried.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
@@ -179,6 +212,16 @@ pub struct RetryConfig {
     /// Response statuses that are retried (default 502, 503, 504).
     #[serde(default = "default_retry_statuses")]
     pub statuses: Vec<u16>,
+    /// More methods to retry (`POST` when the upstream deduplicates), besides the idempotent ones.
+    #[serde(default)]
+    pub methods: Vec<MethodName>,
+    /// Largest request body kept for replay (default 64 KiB; `0`: bodiless requests only).
+    #[serde(default = "default_max_replay")]
+    pub max_replay_bytes: u64,
+}
+
+fn default_max_replay() -> u64 {
+    64 * 1024
 }
 
 fn default_retry_statuses() -> Vec<u16> {
@@ -284,12 +327,14 @@ pub enum FilterConfig {
     /// Requires one of the listed API keys in a header (`401` otherwise); the header is not
     /// forwarded upstream.
     ApiKey(ApiKey),
-    /// Requires a valid HS256 JWT in `Authorization: Bearer` (`401` otherwise).
+    /// Requires a valid JWT in `Authorization: Bearer` (`401` otherwise): HS256 with a secret,
+    /// or RS256/ES256 with a JWKS file.
     Jwt(JwtConfig),
 }
 
-/// HS256 JWT check. The secret comes from `secret_env` (an environment variable, read when the
-/// routes load) or, for tests, `secret`.
+/// JWT check: HS256 with a secret from `secret_env` (an environment variable, read when the
+/// routes load) or, for tests, `secret`; or RS256/ES256 with the public keys of `jwks_file`
+/// (read when the routes load). Exactly one of the three.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
@@ -299,6 +344,9 @@ pub struct JwtConfig {
     /// The HMAC secret inline.
     #[serde(default)]
     pub secret: Option<String>,
+    /// A JWKS file (RFC 7517 `{"keys": [...]}`, RSA and EC P-256 keys) for RS256/ES256 (gwsec).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
     /// Required `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -478,12 +526,14 @@ impl<'de> Deserialize<'de> for PathPattern {
 /// an [`UpstreamResolver`](crate::upstream::UpstreamResolver) given to the gateway).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamUrl {
-    /// `http://authority[/base]`.
+    /// `http://authority[/base]` or `https://authority[/base]`.
     Fixed {
         /// `host:port`.
         authority: http::uri::Authority,
         /// Path prepended to every request path, without a trailing `/` (may be empty).
         base_path: String,
+        /// `https://` (gwsec).
+        tls: bool,
     },
     /// `lb://name`.
     Service(String),
@@ -495,14 +545,18 @@ impl fmt::Display for UpstreamUrl {
             UpstreamUrl::Fixed {
                 authority,
                 base_path,
-            } => write!(f, "http://{authority}{base_path}"),
+                tls,
+            } => {
+                let scheme = if *tls { "https" } else { "http" };
+                write!(f, "{scheme}://{authority}{base_path}")
+            }
             UpstreamUrl::Service(n) => write!(f, "lb://{n}"),
         }
     }
 }
 
 impl UpstreamUrl {
-    /// Parses `http://host:port[/base]` or `lb://name`.
+    /// Parses `http://host:port[/base]`, `https://host[:port][/base]` or `lb://name`.
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("lb://") {
             if name.is_empty()
@@ -517,19 +571,20 @@ impl UpstreamUrl {
         let uri: http::Uri = s
             .parse()
             .map_err(|e| format!("invalid upstream URL `{s}`: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => {
                 return Err(format!(
-                    "unsupported upstream scheme `{other}` in `{s}` (use http:// or lb://)"
+                    "unsupported upstream scheme `{other}` in `{s}` (use http://, https:// or lb://)"
                 ));
             }
             None => {
                 return Err(format!(
-                    "upstream URL `{s}` has no scheme (use http:// or lb://)"
+                    "upstream URL `{s}` has no scheme (use http://, https:// or lb://)"
                 ));
             }
-        }
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -541,6 +596,7 @@ impl UpstreamUrl {
         Ok(UpstreamUrl::Fixed {
             authority,
             base_path,
+            tls,
         })
     }
 }
@@ -663,6 +719,16 @@ impl GatewayConfig {
 
     /// Checks that need the whole document: unique ids, set_path captures.
     fn check(&self, text: &str, file: &Path) -> Result<(), RoutesError> {
+        // wip/gwlb: the registry section.
+        if let Some(reg) = &self.registry
+            && let Err((k, m)) = reg.validate()
+        {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("registry:"))
+                .map(|i| i + 1);
+            return Err(RoutesError::new(file, line, format!("registry.{k}"), m));
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let line = line_of_route(text, &r.id);
             if r.id.is_empty() {
@@ -723,6 +789,36 @@ impl GatewayConfig {
                     line,
                     format!("routes[{i}].retry.attempts"),
                     format!("attempts must be 1 to 5, not {}", rt.attempts),
+                ));
+            }
+            // wip/gwlb: lb:// endpoints are called over HTTP/1.1.
+            if matches!(r.upstream, UpstreamUrl::Service(_)) && r.protocol == Protocol::H2c {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].protocol"),
+                    "lb:// upstreams speak HTTP/1.1 only (h2c is for http:// upstreams)".into(),
+                ));
+            }
+            // wip/gwlb: admission limits.
+            if let Some(b) = &r.bulkhead
+                && let Err(e) = b.validate()
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].bulkhead.{}", e.field()),
+                    e.to_string(),
+                ));
+            }
+            if let Some(l) = &r.local_rate_limit
+                && let Err((k, m)) = l.validate()
+            {
+                return Err(RoutesError::new(
+                    file,
+                    line,
+                    format!("routes[{i}].local_rate_limit.{k}"),
+                    m,
                 ));
             }
             if let Some(w) = &r.predicates.weight

@@ -215,6 +215,26 @@ pub(crate) fn compile(
                     k.keys.iter().map(|k| Bytes::from(k.clone())).collect(),
                 ))
             }
+            // gwsec: RS256/ES256 from a JWKS file.
+            FilterConfig::Jwt(j) if j.jwks_file.is_some() => {
+                let path = j.jwks_file.as_ref().expect("checked by the guard");
+                if j.secret.is_some() || j.secret_env.is_some() {
+                    return Err(
+                        "jwt needs exactly one of `secret`, `secret_env` and `jwks_file`".into(),
+                    );
+                }
+                let jwks =
+                    crate::jwt::Jwks::from_file(path).map_err(|m| format!("jwt.jwks_file: {m}"))?;
+                req.push(RequestFilter::Jwt(Box::new(
+                    crate::jwt::JwtValidator::with_jwks(
+                        jwks,
+                        j.issuer.clone(),
+                        j.audience.clone(),
+                        j.require_exp,
+                        j.leeway.map_or(0, |d| d.as_secs()),
+                    ),
+                )))
+            }
             FilterConfig::Jwt(j) => {
                 let secret = match (&j.secret, &j.secret_env) {
                     (Some(s), None) => s.clone(),
@@ -222,7 +242,10 @@ pub(crate) fn compile(
                         format!("jwt.secret_env: environment variable `{var}` is not set")
                     })?,
                     _ => {
-                        return Err("jwt needs exactly one of `secret` and `secret_env`".to_owned());
+                        return Err(
+                            "jwt needs exactly one of `secret`, `secret_env` and `jwks_file`"
+                                .to_owned(),
+                        );
                     }
                 };
                 if secret.len() < 16 {

@@ -1,8 +1,13 @@
-//! JWT (HS256) validation for the `jwt` filter.
+//! JWT validation for the `jwt` filter: HS256 with a shared secret, or RS256/ES256 with the
+//! public keys of a JWKS (RFC 7517).
 //!
-//! Only `HS256` is accepted: the algorithm is fixed by the route, never taken from the token, so
-//! `alg: none` and algorithm-confusion tokens are refused. `exp` and `nbf` are checked when
-//! present (`require_exp` makes `exp` mandatory), `iss` and `aud` when configured.
+//! The algorithm is fixed by the key, never chosen by the token: an HMAC secret takes `HS256`
+//! only, an RSA key `RS256` only, an EC P-256 key `ES256` only. So `alg: none`, and
+//! algorithm-confusion tokens (`HS256` signed with an RSA public key as the secret) are
+//! refused. With a JWKS the token's `kid` picks the key (unknown `kid`: refused); without a
+//! `kid` every key of the algorithm's type is tried. A JWK's own `alg`, when present, must equal
+//! the token's. `exp` and `nbf` are checked when present (`require_exp` makes `exp`
+//! mandatory), `iss` and `aud` when configured.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,8 +21,10 @@ pub enum JwtError {
     Missing,
     /// Not three base64url parts, or not JSON.
     Malformed,
-    /// `alg` is not `HS256`.
+    /// `alg` does not fit the key (`none`, `HS256` against a JWKS, `RS256` against an EC key...).
     Algorithm,
+    /// The token's `kid` is not in the JWKS.
+    UnknownKey,
     /// The signature does not match.
     Signature,
     /// `exp` passed (or missing when required), or `nbf` not reached.
@@ -29,7 +36,7 @@ pub enum JwtError {
 /// A compiled `jwt` filter.
 #[derive(Clone)]
 pub struct JwtValidator {
-    key: Vec<u8>,
+    key: Keys,
     issuer: Option<String>,
     audience: Option<String>,
     require_exp: bool,
@@ -45,7 +52,237 @@ impl std::fmt::Debug for JwtValidator {
     }
 }
 
+#[derive(Clone)]
+enum Keys {
+    Hmac(Vec<u8>),
+    Jwks(Jwks),
+}
+
+/// The algorithms the gateway verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alg {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+impl Alg {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "HS256" => Some(Alg::Hs256),
+            "RS256" => Some(Alg::Rs256),
+            "ES256" => Some(Alg::Es256),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum PublicKey {
+    /// Big-endian modulus and exponent.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Uncompressed SEC1 point (`04 || x || y`).
+    P256(Vec<u8>),
+}
+
+impl PublicKey {
+    fn alg(&self) -> Alg {
+        match self {
+            PublicKey::Rsa { .. } => Alg::Rs256,
+            PublicKey::P256(_) => Alg::Es256,
+        }
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        use ring::signature;
+        match self {
+            PublicKey::Rsa { n, e } => signature::RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
+                .is_ok(),
+            PublicKey::P256(point) => {
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(msg, sig)
+                    .is_ok()
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Jwk {
+    kid: Option<String>,
+    /// The JWK's `alg`, if it names one.
+    alg: Option<String>,
+    key: PublicKey,
+}
+
+/// The signature keys of a JWKS document (RSA of at least 2048 bits, and EC P-256).
+///
+/// ```
+/// use palisade_gateway::jwt::Jwks;
+/// let err = Jwks::from_json(r#"{"keys":[{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}]}"#)
+///     .unwrap_err();
+/// assert_eq!(err, "keys[0].crv: `P-384` is not supported (only P-256)");
+/// ```
+#[derive(Clone)]
+pub struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| (&k.kid, k.key.alg())))
+            .finish()
+    }
+}
+
+impl Jwks {
+    /// Parses a JWKS. Keys with `use` other than `sig` and key types other than `RSA` and `EC`
+    /// (`oct`, `OKP`) are skipped; a malformed RSA or EC key is an error naming it
+    /// (`keys[1].n: ...`), and so is a set with no usable key.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let doc: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let list = doc
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or("no `keys` array")?;
+        let mut keys = Vec::new();
+        for (i, k) in list.iter().enumerate() {
+            let field = |name: &str| -> Result<Option<&str>, String> {
+                match k.get(name) {
+                    None => Ok(None),
+                    Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+                    Some(_) => Err(format!("keys[{i}].{name}: not a string")),
+                }
+            };
+            let b64 = |name: &str| -> Result<Vec<u8>, String> {
+                let v = field(name)?.ok_or_else(|| format!("keys[{i}].{name}: missing"))?;
+                URL_SAFE_NO_PAD
+                    .decode(v.trim_end_matches('='))
+                    .map_err(|e| format!("keys[{i}].{name}: not base64url ({e})"))
+            };
+            if field("use")?.is_some_and(|u| u != "sig") {
+                continue;
+            }
+            let key = match field("kty")? {
+                Some("RSA") => {
+                    let n = b64("n")?;
+                    let e = b64("e")?;
+                    let n: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
+                    if n.len() * 8 < 2048 {
+                        return Err(format!(
+                            "keys[{i}].n: RSA modulus of {} bits, at least 2048 needed",
+                            n.len() * 8
+                        ));
+                    }
+                    PublicKey::Rsa { n, e }
+                }
+                Some("EC") => {
+                    match field("crv")? {
+                        Some("P-256") => {}
+                        Some(c) => {
+                            return Err(format!(
+                                "keys[{i}].crv: `{c}` is not supported (only P-256)"
+                            ));
+                        }
+                        None => return Err(format!("keys[{i}].crv: missing")),
+                    }
+                    let (x, y) = (b64("x")?, b64("y")?);
+                    if x.len() != 32 || y.len() != 32 {
+                        return Err(format!("keys[{i}]: P-256 x and y must be 32 bytes each"));
+                    }
+                    let mut point = Vec::with_capacity(65);
+                    point.push(4);
+                    point.extend_from_slice(&x);
+                    point.extend_from_slice(&y);
+                    PublicKey::P256(point)
+                }
+                Some(other) => {
+                    tracing::debug!(kty = other, "JWKS key type not supported; skipped");
+                    continue;
+                }
+                None => return Err(format!("keys[{i}].kty: missing")),
+            };
+            let alg = field("alg")?.map(str::to_owned);
+            if let Some(a) = &alg
+                && Alg::parse(a) != Some(key.alg())
+            {
+                return Err(format!(
+                    "keys[{i}].alg: `{a}` does not fit the key (expected {:?})",
+                    key.alg()
+                ));
+            }
+            keys.push(Jwk {
+                kid: field("kid")?.map(str::to_owned),
+                alg,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err("no RSA or EC P-256 signature key in `keys`".into());
+        }
+        Ok(Jwks { keys })
+    }
+
+    /// Reads and parses a JWKS file; errors start with the file name.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Self::from_json(&text).map_err(|m| format!("{}: {m}", path.display()))
+    }
+
+    fn verify(&self, alg: Alg, kid: Option<&str>, msg: &[u8], sig: &[u8]) -> Result<(), JwtError> {
+        let candidates = self.keys.iter().filter(|k| match kid {
+            Some(kid) => k.kid.as_deref() == Some(kid),
+            None => true,
+        });
+        let mut found = false;
+        for k in candidates {
+            found = true;
+            if k.key.alg() != alg || k.alg.as_deref().is_some_and(|a| Alg::parse(a) != Some(alg)) {
+                continue;
+            }
+            if k.key.verify(msg, sig) {
+                return Ok(());
+            }
+            if kid.is_some() {
+                return Err(JwtError::Signature);
+            }
+        }
+        match (found, kid) {
+            (false, Some(_)) => Err(JwtError::UnknownKey),
+            // A kid whose key is of another type, or no key of the algorithm's type.
+            _ if !self.keys.iter().any(|k| {
+                k.key.alg() == alg && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
+            }) =>
+            {
+                Err(JwtError::Algorithm)
+            }
+            _ => Err(JwtError::Signature),
+        }
+    }
+}
+
 impl JwtValidator {
+    /// A validator for RS256/ES256 tokens signed by a key of `jwks`.
+    pub fn with_jwks(
+        jwks: Jwks,
+        issuer: Option<String>,
+        audience: Option<String>,
+        require_exp: bool,
+        leeway_secs: u64,
+    ) -> Self {
+        JwtValidator {
+            key: Keys::Jwks(jwks),
+            issuer,
+            audience,
+            require_exp,
+            leeway_secs,
+        }
+    }
+
     /// A validator for HS256 tokens signed with `secret`.
     pub fn new(
         secret: &[u8],
@@ -55,7 +292,7 @@ impl JwtValidator {
         leeway_secs: u64,
     ) -> Self {
         JwtValidator {
-            key: secret.to_vec(),
+            key: Keys::Hmac(secret.to_vec()),
             issuer,
             audience,
             require_exp,
@@ -81,13 +318,30 @@ impl JwtValidator {
         let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| JwtError::Malformed)?;
         let header: serde_json::Value =
             serde_json::from_slice(&header).map_err(|_| JwtError::Malformed)?;
-        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(JwtError::Algorithm);
-        }
+        let alg = header
+            .get("alg")
+            .and_then(|a| a.as_str())
+            .and_then(Alg::parse)
+            .ok_or(JwtError::Algorithm)?;
         let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(&token.as_bytes()[..h.len() + 1 + p.len()]);
-        mac.verify_slice(&sig).map_err(|_| JwtError::Signature)?;
+        let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+        match (&self.key, alg) {
+            (Keys::Hmac(key), Alg::Hs256) => {
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+                mac.update(signed);
+                mac.verify_slice(&sig).map_err(|_| JwtError::Signature)?;
+            }
+            (Keys::Jwks(jwks), Alg::Rs256 | Alg::Es256) => {
+                let kid = match header.get("kid") {
+                    None => None,
+                    Some(serde_json::Value::String(k)) => Some(k.as_str()),
+                    Some(_) => return Err(JwtError::Malformed),
+                };
+                jwks.verify(alg, kid, signed, &sig)?;
+            }
+            _ => return Err(JwtError::Algorithm),
+        }
         let claims = URL_SAFE_NO_PAD.decode(p).map_err(|_| JwtError::Malformed)?;
         let claims: serde_json::Value =
             serde_json::from_slice(&claims).map_err(|_| JwtError::Malformed)?;

@@ -24,22 +24,40 @@
 //! palisade_gateway::serve(listener, gateway, cfg.limits, std::future::pending(), cfg.drain_timeout).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! `lb://name` upstreams resolve through a registry and a balancer ([`lb`]); routes may carry a
+//! bulkhead and a local rate limit ([`limits`]); retried requests replay their bodies up to a
+//! limit; routes may come from `palisade-dynconfig` ([`source`]).
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `metrics` | `palisade_gateway_requests_total{route,code}`, `palisade_gateway_request_duration_seconds{route}`, `palisade_gateway_rejections_total{route,reason}`, and the bulkhead, breaker and balancer metrics of the routes, through the `metrics` facade |
 
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod filter;
 pub mod forward;
 pub mod jwt;
+pub mod lb;
+pub mod limits;
+mod metrics;
 pub mod path;
 mod pool;
 mod proxy;
 pub mod ratelimit;
 pub mod reload;
+mod replay;
 pub mod route;
 mod server;
+pub mod source;
+pub mod tls;
+pub mod trust;
 pub mod upstream;
 
 pub use body::{BoxError, GatewayBody};
 pub use proxy::{Gateway, GatewayBuilder, GatewayConnection, ReloadStatus, ResponseFuture};
-pub use server::{reuseport_listener, serve};
+pub use server::{reuseport_listener, serve, serve_tls};

@@ -50,13 +50,16 @@ pub(crate) struct Shared {
     router: ArcSwap<Router>,
     clients: Arc<Clients>,
     limits: Limits,
-    trust_forwarded: bool,
+    /// gwsec: peers whose forwarded headers are believed.
+    trust: crate::trust::TrustedProxies,
     pub(crate) stats: StatsRegistry,
     resolver: Option<Arc<dyn UpstreamResolver>>,
     seed: Option<AtomicU64>,
     reload_tx: watch::Sender<ReloadStatus>,
     breakers: BreakerStore,
     limiter: Option<crate::ratelimit::RedisLimiter>,
+    // wip/gwlb
+    admission: crate::limits::LimitStore,
 }
 
 /// The gateway: routes plus the shared upstream pool. Cheap to clone (one `Arc`).
@@ -119,6 +122,7 @@ impl GatewayBuilder {
         let stats = StatsRegistry::default();
         let breakers = BreakerStore::default();
         let clients = Clients::new();
+        let limits = crate::limits::LimitStore::default();
         let router = Router::build(
             &self.config,
             &BuildCtx {
@@ -129,6 +133,7 @@ impl GatewayBuilder {
                 limiter: self.limiter.as_ref(),
                 file: &self.file,
                 version: 0,
+                limits: &limits,
             },
         )?;
         let (reload_tx, _) = watch::channel(ReloadStatus::default());
@@ -137,13 +142,17 @@ impl GatewayBuilder {
                 router: ArcSwap::from_pointee(router),
                 clients,
                 limits: self.config.limits,
-                trust_forwarded: self.config.trust_forwarded,
+                trust: crate::trust::TrustedProxies::new(
+                    self.config.trusted_proxies.clone(),
+                    self.config.trust_forwarded,
+                ),
                 stats,
                 resolver: self.resolver,
                 seed: self.seed.map(AtomicU64::new),
                 reload_tx,
                 breakers,
                 limiter: self.limiter,
+                admission: limits,
             }),
         })
     }
@@ -194,6 +203,7 @@ impl Gateway {
                 limiter: self.shared.limiter.as_ref(),
                 file: file.as_ref(),
                 version,
+                limits: &self.shared.admission,
             },
         );
         match result {
@@ -230,6 +240,24 @@ impl Gateway {
         }
     }
 
+    // wip/gwlb
+    /// Parses, checks and swaps in a routes document held in memory (from dynconfig, say);
+    /// `label` names it in errors. A refusal is recorded like a refused file.
+    pub fn reload_yaml(&self, text: &str, label: impl AsRef<Path>) -> Result<u64, RoutesError> {
+        let label = label.as_ref();
+        match GatewayConfig::from_yaml(text, label) {
+            Ok(cfg) => self.reload(&cfg, label),
+            Err(e) => {
+                self.shared.reload_tx.send_modify(|s| {
+                    s.attempts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                tracing::warn!(error = %e, "routes document refused; previous routes kept");
+                Err(e)
+            }
+        }
+    }
+
     /// Watches reload outcomes.
     pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
         self.shared.reload_tx.subscribe()
@@ -260,6 +288,18 @@ impl Gateway {
             shared: self.shared.clone(),
             remote,
             client: forward::ClientAddr::new(remote),
+            proto: "http",
+        }
+    }
+
+    /// The service for one client connection that arrived over TLS (`X-Forwarded-Proto:
+    /// https`).
+    pub fn connection_tls(&self, remote: SocketAddr) -> GatewayConnection {
+        GatewayConnection {
+            shared: self.shared.clone(),
+            remote,
+            client: forward::ClientAddr::new(remote),
+            proto: "https",
         }
     }
 }
@@ -271,6 +311,8 @@ pub struct GatewayConnection {
     shared: Arc<Shared>,
     remote: SocketAddr,
     client: forward::ClientAddr,
+    /// gwsec: `http` or `https` (the client's scheme, for `X-Forwarded-Proto`/`Forwarded`).
+    proto: &'static str,
 }
 
 impl std::fmt::Debug for GatewayConnection {
@@ -368,11 +410,34 @@ impl GatewayConnection {
             None => fastrand::Rng::new(),
         };
         let seed = if router.has_weights() { rng.u64(..) } else { 0 };
+        // gwsec: a CORS preflight is matched as the request it announces, and answered here.
+        if crate::cors::Cors::is_preflight_head(&parts.method, &parts.headers)
+            && let Some(asked) = parts
+                .headers
+                .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        {
+            let options = std::mem::replace(&mut parts.method, asked);
+            // No route for the announced method: the top-level policy decides (Spring's
+            // `globalcors` is by path, not by route).
+            let cors = match router.find(&parts, &norm, seed) {
+                Some((r, _)) => r.cors.clone(),
+                None => router.cors.clone(),
+            };
+            parts.method = options;
+            if let Some(cors) = cors {
+                return ResponseFuture::local(cors.preflight(&parts.headers));
+            }
+        }
         let Some((route, caps)) = router.find(&parts, &norm, seed) else {
             return ResponseFuture::local(local(StatusCode::NOT_FOUND, "no route\n"));
         };
         let route = route.clone();
         drop(router);
+        let cors_origin = route
+            .cors
+            .as_ref()
+            .and_then(|c| c.allow_origin(&parts.headers));
 
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -393,13 +458,22 @@ impl GatewayConnection {
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, proto.clone());
         }
-        if !self.shared.trust_forwarded {
+        // gwsec: trusted proxies (the client IP behind them keys the rate limit).
+        // wip/gwlb: ... and the local rate limit.
+        let client_ip = if route.rate_limit.is_some() || route.limits.rate.is_some() {
+            self.shared
+                .trust
+                .client_ip(self.remote.ip(), &parts.headers)
+        } else {
+            self.remote.ip()
+        };
+        if !self.shared.trust.trusts(self.remote.ip()) {
             forward::drop_forwarded(&mut parts.headers);
         }
         forward::add_forwarded_for(
             &mut parts.headers,
             &self.client,
-            "http",
+            self.proto,
             client_host.as_ref(),
         );
         let request_id = forward::ensure_request_id(&mut parts.headers, &mut rng);
@@ -412,9 +486,15 @@ impl GatewayConnection {
                 .as_ref()
                 .and_then(|h| parts.headers.get(h))
                 .and_then(|v| v.to_str().ok())
-                .map_or_else(|| self.remote.ip().to_string(), str::to_owned);
+                .map_or_else(|| client_ip.to_string(), str::to_owned);
             format!("palisade:rl:{}:{client}", route.id)
         });
+        // wip/gwlb: the local limit's key header is read before the filters too.
+        let local_key = route
+            .limits
+            .rate
+            .as_ref()
+            .and_then(|r| r.key_before_filters(&parts.headers, client_ip));
         let mut path: Cow<'_, str> = Cow::Borrowed(&norm);
         if let Some(mut resp) = filter::apply_request(
             &route.request_filters,
@@ -423,8 +503,29 @@ impl GatewayConnection {
             &norm,
             &caps,
         ) {
-            finish_head(&route, &request_id, &mut resp);
+            finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
             route.stats.record(resp.status().as_u16(), start.elapsed());
+            route
+                .metrics
+                .record(resp.status().as_u16(), start.elapsed());
+            return ResponseFuture::local(resp);
+        }
+        // wip/gwlb: local rate limit, after the filters (a JWT subject is verified by then).
+        let local_limit = route.limits.rate.as_ref().map(|r| {
+            let key = local_key.unwrap_or_else(|| r.key_of(&parts.headers, client_ip));
+            r.check_key(key)
+        });
+        if let Some(info) = local_limit
+            && info.rejected()
+        {
+            let mut resp = local(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded\n");
+            finish_head(&route, &request_id, cors_origin.as_ref(), &mut resp);
+            info.apply(resp.headers_mut());
+            route.metrics.rejected(crate::metrics::Rejection::RateLimit);
+            route.stats.record(resp.status().as_u16(), start.elapsed());
+            route
+                .metrics
+                .record(resp.status().as_u16(), start.elapsed());
             return ResponseFuture::local(resp);
         }
 
@@ -434,7 +535,8 @@ impl GatewayConnection {
                 authority,
                 base_path,
                 host,
-            } => (base_path.as_str(), Some((authority, host))),
+                tls,
+            } => (base_path.as_str(), Some((authority, host, *tls))),
             Upstream::Service { .. } => ("", None),
         };
         // Usually the path goes out as it came: then the request's own bytes are shared.
@@ -465,15 +567,15 @@ impl GatewayConnection {
         drop(norm);
         let mut up = http::uri::Parts::default();
         up.path_and_query = Some(pq);
-        // HTTP/1.1 goes out as written (origin-form, our `Host`); h2c needs the authority in
-        // the URI (`:authority`).
+        // Plain HTTP/1.1 goes out as written (origin-form, our `Host`); h2c needs the authority
+        // in the URI (`:authority`), and the https pool the scheme and authority to connect.
         let upstream_host = match upstream {
-            Some((authority, _)) if route.protocol == Protocol::H2c => {
-                up.scheme = Some(Scheme::HTTP);
+            Some((authority, _, tls)) if tls || route.protocol == Protocol::H2c => {
+                up.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
                 up.authority = Some(authority.clone());
                 None
             }
-            Some((_, host)) => Some(host),
+            Some((_, host, _)) => Some(host),
             None => None,
         };
         parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
@@ -485,7 +587,7 @@ impl GatewayConnection {
                 Some(h) => {
                     parts.headers.insert(HOST, h.clone());
                 }
-                // The h2c client writes the upstream's authority; a service, its instance's.
+                // The h2c and https pools write the upstream's authority; a service, its instance's.
                 None => {
                     parts.headers.remove(HOST);
                 }
@@ -501,26 +603,39 @@ impl GatewayConnection {
                 .get(CONTENT_LENGTH)
                 .is_none_or(|v| v.as_bytes() == b"0")
             && http_body::Body::is_end_stream(&body);
-        let retry = match &route.retry {
-            Some((attempts, _)) if bodiless && is_idempotent(&parts.method) => Some(Retry {
+        // wip/gwlb: retried requests with a body keep it for replay (`crate::replay`).
+        let replay = route
+            .replay
+            .as_ref()
+            .filter(|p| p.retryable(&parts.method) && (bodiless || p.keeps_bodies()));
+        let mut retry = match (&route.retry, replay) {
+            (Some((attempts, _)), Some(_)) => Some(Retry {
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
                 headers: parts.headers.clone(),
                 left: *attempts,
+                saved: None,
             }),
             _ => None,
         };
-        let req = Request::from_parts(
+        let mut req = Request::from_parts(
             parts,
             RequestBody::new(body, self.shared.limits.max_body_bytes),
         );
+        if let (Some(retry), Some(p)) = (retry.as_mut(), replay)
+            && !bodiless
+        {
+            let (first, saved) = p.prepare(req);
+            req = first;
+            retry.saved = saved;
+        }
         let state = match (&route.rate_limit, limit_key) {
             (Some(rl), Some(key)) => State::Limiting {
                 fut: rl.limiter.take(key, rl.rate, rl.burst),
                 req: Some(req),
             },
-            _ => State::call(&route, req),
+            _ => State::start(&route, req),
         };
         ResponseFuture {
             state,
@@ -531,13 +646,25 @@ impl GatewayConnection {
                 start,
                 upgrade,
                 limit: None,
+                local_limit,
+                slot: None,
+                cors_origin,
             }),
         }
     }
 }
 
-fn finish_head(route: &Route, request_id: &HeaderValue, resp: &mut Response<GatewayBody>) {
+fn finish_head(
+    route: &Route,
+    request_id: &HeaderValue,
+    cors_origin: Option<&HeaderValue>,
+    resp: &mut Response<GatewayBody>,
+) {
     forward::strip_hop_by_hop(resp.headers_mut());
+    // gwsec: CORS headers before the route's own response filters (which may adjust them).
+    if let Some(c) = &route.cors {
+        c.apply(cors_origin, resp.headers_mut());
+    }
     for f in &route.response_filters {
         f.apply(resp.headers_mut());
     }
@@ -556,6 +683,13 @@ struct Finish {
     upgrade: Option<(OnUpgrade, HeaderValue)>,
     /// (bucket size, tokens left) from the rate limiter.
     limit: Option<(u64, i64)>,
+    // wip/gwlb
+    /// The local rate limit's verdict (for the `RateLimit-*` headers).
+    local_limit: Option<crate::limits::RateInfo>,
+    /// The route's bulkhead slot, held until the response head is returned.
+    slot: Option<crate::limits::Slot>,
+    /// gwsec: the `Access-Control-Allow-Origin` to send, when the route has CORS.
+    cors_origin: Option<HeaderValue>,
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Upgrade` present and `Connection`
@@ -604,10 +738,24 @@ pin_project! {
         Direct { #[pin] fut: UpstreamFuture },
         Breaker { #[pin] fut: BreakerFuture },
         Limiting { fut: crate::ratelimit::VerdictFuture, req: Option<Request<RequestBody>> },
+        // wip/gwlb: waiting for a bulkhead slot.
+        Admitting { adm: crate::limits::Admission, req: Option<Request<RequestBody>> },
     }
 }
 
 impl State {
+    // wip/gwlb: the first attempt goes through the route's bulkhead, retries do not (the slot
+    // is held for the whole request).
+    fn start(route: &Route, req: Request<RequestBody>) -> Self {
+        match &route.limits.bulkhead {
+            Some(b) => State::Admitting {
+                adm: crate::limits::Admission::new(b),
+                req: Some(req),
+            },
+            None => State::call(route, req),
+        }
+    }
+
     fn call(route: &Route, req: Request<RequestBody>) -> Self {
         match &route.breaker {
             None => State::Direct {
@@ -620,13 +768,6 @@ impl State {
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
 /// What a bodiless idempotent request needs to be sent again.
 struct Retry {
     method: Method,
@@ -634,16 +775,21 @@ struct Retry {
     version: Version,
     headers: http::HeaderMap,
     left: u32,
+    // wip/gwlb: the body kept for replay, when the request has one.
+    saved: Option<crate::replay::Saved>,
 }
 
 impl Retry {
-    fn request(&self) -> Request<RequestBody> {
+    fn request(&self, route: &Route) -> Result<Request<RequestBody>, &'static str> {
+        if let (Some(saved), Some(p)) = (&self.saved, &route.replay) {
+            return p.again(saved);
+        }
         let mut r = Request::new(RequestBody::empty());
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
         *r.version_mut() = self.version;
         *r.headers_mut() = self.headers.clone();
-        r
+        Ok(r)
     }
 }
 
@@ -679,11 +825,40 @@ impl ResponseFuture {
 fn upstream_error(route: &Route, e: &(dyn std::error::Error + 'static)) -> Response<GatewayBody> {
     if has_cause::<BodyTooLarge>(e) {
         local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+    } else if let Some(n) = find_cause::<crate::lb::NoInstances>(e) {
+        n.response()
     } else if has_cause::<UpstreamTimeout>(e) {
         local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+    } else if warn_tls_failure(route, e) {
+        local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
     } else {
         tracing::debug!(route = %route.id, error = %e, "upstream failed");
         local(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+    }
+}
+
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// gwsec: a TLS failure to an upstream is a configuration problem (wrong CA, name, protocol),
+/// not load: it is logged at WARN with the reason. Returns whether `e` was one.
+fn warn_tls_failure(route: &Route, e: &(dyn std::error::Error + 'static)) -> bool {
+    match crate::tls::tls_failure(e) {
+        Some(why) => {
+            tracing::warn!(route = %route.id, upstream = ?route.upstream, tls_error = %why, "TLS to upstream failed");
+            true
+        }
+        None => false,
     }
 }
 
@@ -718,7 +893,7 @@ impl Future for ResponseFuture {
                         Ok((allowed, left)) => {
                             finish.limit = Some((rl.burst, left));
                             if allowed == 1 {
-                                let next = State::call(&finish.route, req);
+                                let next = State::start(&finish.route, req);
                                 this.state.set(next);
                                 continue;
                             }
@@ -732,9 +907,33 @@ impl Future for ResponseFuture {
                         Err(e) => {
                             // Fail open: a Redis outage must not take the routes down.
                             tracing::debug!(route = %finish.route.id, error = %e, "rate limiter unavailable; letting through");
+                            let next = State::start(&finish.route, req);
+                            this.state.set(next);
+                            continue;
+                        }
+                    }
+                }
+                StateProj::Admitting { adm, req } => {
+                    let admitted = ready!(adm.poll(cx));
+                    let req = req.take().expect("polled after completion");
+                    let finish = this.finish.as_mut().expect("polled after completion");
+                    match admitted {
+                        Ok(slot) => {
+                            finish.slot = Some(slot);
                             let next = State::call(&finish.route, req);
                             this.state.set(next);
                             continue;
+                        }
+                        Err(r) => {
+                            tracing::debug!(route = %finish.route.id, reason = %r, "bulkhead full");
+                            finish
+                                .route
+                                .metrics
+                                .rejected(crate::metrics::Rejection::Bulkhead);
+                            Attempt::Answered(local(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "route at capacity\n",
+                            ))
                         }
                     }
                 }
@@ -772,18 +971,26 @@ impl Future for ResponseFuture {
                 && let Some(retry) = this.retry.as_mut()
                 && retry.left > 0
             {
-                retry.left -= 1;
-                tracing::debug!(route = %route.id, left = retry.left, "retrying");
-                let req = retry.request();
-                let next = State::call(route, req);
-                this.state.set(next);
-                continue;
+                match retry.request(route) {
+                    Ok(req) => {
+                        retry.left -= 1;
+                        tracing::debug!(route = %route.id, left = retry.left, "retrying");
+                        let next = State::call(route, req);
+                        this.state.set(next);
+                        continue;
+                    }
+                    Err(why) => {
+                        retry.left = 0;
+                        tracing::debug!(route = %route.id, reason = why, "not retried");
+                    }
+                }
             }
             break match attempt {
                 Attempt::Response(r) => r.map(GatewayBody::from_upstream),
                 Attempt::Answered(r) => r,
                 Attempt::Failed(e) => match &route.breaker {
                     Some(b) if !has_cause::<BodyTooLarge>(&*e) => {
+                        warn_tls_failure(route, &*e); // gwsec
                         tracing::debug!(route = %route.id, error = %e, "upstream failed; fallback");
                         b.fallback.response()
                     }
@@ -798,7 +1005,16 @@ impl Future for ResponseFuture {
         } else {
             None
         };
-        finish_head(&finish.route, &finish.request_id, &mut resp);
+        finish_head(
+            &finish.route,
+            &finish.request_id,
+            finish.cors_origin.as_ref(),
+            &mut resp,
+        );
+        if let Some(info) = &finish.local_limit {
+            info.apply(resp.headers_mut());
+        }
+        drop(finish.slot.take());
         if let Some((limit, left)) = finish.limit {
             resp.headers_mut()
                 .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
@@ -820,6 +1036,7 @@ impl Future for ResponseFuture {
         }
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);
+        finish.route.metrics.record(resp.status().as_u16(), elapsed);
         tracing::debug!(
             target: "palisade_gateway::access",
             route = %finish.route.id,

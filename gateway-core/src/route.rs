@@ -91,6 +91,8 @@ pub(crate) struct BuildCtx<'a> {
     pub(crate) limiter: Option<&'a crate::ratelimit::RedisLimiter>,
     pub(crate) file: &'a std::path::Path,
     pub(crate) version: u64,
+    // wip/gwlb
+    pub(crate) limits: &'a crate::limits::LimitStore,
 }
 
 #[derive(Debug)]
@@ -115,10 +117,16 @@ pub struct Route {
     pub(crate) response_filters: Vec<ResponseFilter>,
     pub(crate) upstream: Upstream,
     pub(crate) call: UpstreamCall,
+    /// gwsec: the route's CORS policy (its own, else the top-level one).
+    pub(crate) cors: Option<Arc<crate::cors::Cors>>,
     pub(crate) breaker: Option<RouteBreaker>,
     pub(crate) rate_limit: Option<RouteLimit>,
     /// (extra attempts, retried statuses).
     pub(crate) retry: Option<(u32, Vec<u16>)>,
+    // wip/gwlb: admission limits and request-body replay for retries.
+    pub(crate) limits: crate::limits::RouteLimits,
+    pub(crate) replay: Option<crate::replay::ReplayPolicy>,
+    pub(crate) metrics: crate::metrics::RouteMetrics,
     pub(crate) protocol: Protocol,
     pub(crate) preserve_host: bool,
     pub(crate) stats: Arc<RouteStats>,
@@ -256,6 +264,8 @@ pub struct Router {
     routes: Vec<Arc<Route>>,
     weight_totals: Vec<u32>,
     version: u64,
+    /// gwsec: the top-level CORS policy.
+    pub(crate) cors: Option<Arc<crate::cors::Cors>>,
 }
 
 impl Router {
@@ -267,6 +277,17 @@ impl Router {
         let mut new_layers = Vec::new();
         let mut groups: Vec<(String, u32)> = Vec::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
+        let mut pending_limits = crate::limits::PendingLimits::default();
+        // gwsec: the top-level CORS policy, for routes without their own and for preflights
+        // that match no route.
+        let global_cors = match &cfg.cors {
+            None => None,
+            Some(c) => {
+                Some(Arc::new(crate::cors::Cors::compile(c).map_err(|m| {
+                    RoutesError::new(file, None, "cors".into(), m)
+                })?))
+            }
+        };
         for (i, rc) in cfg.routes.iter().enumerate() {
             let err = |key: &str, m: String| {
                 RoutesError::new(file, None, format!("routes[{i}].{key}"), m)
@@ -276,7 +297,18 @@ impl Router {
                     .map_err(|m| err("filters", m))?;
             let upstream =
                 Upstream::from_url(&rc.upstream, ctx.resolver).map_err(|m| err("upstream", m))?;
-            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout);
+            // gwsec: https upstreams, CORS.
+            let https = crate::tls::route_client(&ctx.clients.tls, rc)
+                .map_err(|m| err("upstream_tls", m))?;
+            let call = UpstreamCall::new(&upstream, ctx.clients, rc.protocol, rc.timeout)
+                .with_https(https);
+            let cors = match &rc.cors {
+                None => global_cors.clone(),
+                Some(c) => Some(Arc::new(
+                    crate::cors::Cors::compile(c).map_err(|m| err("cors", m))?,
+                )),
+            };
+            // gwsec end
             let breaker = match &rc.breaker {
                 None => None,
                 Some(b) => {
@@ -333,6 +365,15 @@ impl Router {
                     key_header: rl.key_header.as_ref().map(|h| h.0.clone()),
                 }),
             };
+            let limits = ctx
+                .limits
+                .compile(
+                    &rc.id,
+                    rc.bulkhead.as_ref(),
+                    rc.local_rate_limit.as_ref(),
+                    &mut pending_limits,
+                )
+                .map_err(|(k, m)| err(&k, m))?;
             let weight = match &rc.predicates.weight {
                 None => None,
                 Some(w) => {
@@ -368,15 +409,20 @@ impl Router {
                 response_filters,
                 upstream,
                 call,
+                cors,
                 breaker,
                 rate_limit,
                 retry: rc.retry.as_ref().map(|r| (r.attempts, r.statuses.clone())),
+                limits,
+                replay: rc.retry.as_ref().map(crate::replay::ReplayPolicy::new),
+                metrics: crate::metrics::RouteMetrics::new(&rc.id),
                 protocol: rc.protocol,
                 preserve_host: rc.preserve_host,
                 stats: ctx.stats.get(&rc.id),
                 source: rc.clone(),
             }));
         }
+        ctx.limits.commit(pending_limits);
         for (handle, settings) in reconfigure {
             // Validated above; a failure here would be a breaker bug, so it is only logged.
             if let Err(e) = handle.reconfigure(settings) {
@@ -400,6 +446,7 @@ impl Router {
             routes,
             weight_totals: groups.into_iter().map(|(_, t)| t).collect(),
             version,
+            cors: global_cors,
         })
     }
 

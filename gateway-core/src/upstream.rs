@@ -39,12 +39,13 @@ pub trait UpstreamResolver: Send + Sync + 'static {
 /// Where a compiled route sends requests.
 #[derive(Clone)]
 pub(crate) enum Upstream {
-    /// A fixed `http://authority/base`.
+    /// A fixed `http(s)://authority/base`.
     Fixed {
         authority: Authority,
         base_path: String,
         /// The `Host` header HTTP/1.1 requests carry (the authority, without a default port).
         host: HeaderValue,
+        tls: bool,
     },
     /// A named service.
     Service { name: String, svc: UpstreamService },
@@ -56,8 +57,12 @@ impl fmt::Debug for Upstream {
             Upstream::Fixed {
                 authority,
                 base_path,
+                tls,
                 ..
-            } => write!(f, "http://{authority}{base_path}"),
+            } => {
+                let scheme = if *tls { "https" } else { "http" };
+                write!(f, "{scheme}://{authority}{base_path}")
+            }
             Upstream::Service { name, .. } => write!(f, "lb://{name}"),
         }
     }
@@ -72,9 +77,10 @@ impl Upstream {
             UpstreamUrl::Fixed {
                 authority,
                 base_path,
+                tls,
             } => {
                 let host = match authority.port_u16() {
-                    Some(80) => authority.host(),
+                    Some(80) if !*tls => authority.host(),
                     _ => authority.as_str(),
                 };
                 Ok(Upstream::Fixed {
@@ -82,6 +88,7 @@ impl Upstream {
                     base_path: base_path.clone(),
                     host: HeaderValue::from_str(host)
                         .map_err(|_| format!("`{authority}` is not a valid Host header"))?,
+                    tls: *tls,
                 })
             }
             UpstreamUrl::Service(name) => {
@@ -110,6 +117,8 @@ pub type HttpClient = Client<HttpConnector, RequestBody>;
 pub(crate) struct Clients {
     pub(crate) h1: HttpClient,
     pub(crate) h2c: HttpClient,
+    /// gwsec: pools for https upstreams, by TLS settings.
+    pub(crate) tls: crate::tls::ClientCache,
 }
 
 impl Clients {
@@ -127,7 +136,11 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_only(true);
         let h2c = b2.build(conn);
-        Arc::new(Clients { h1, h2c })
+        Arc::new(Clients {
+            h1,
+            h2c,
+            tls: Default::default(),
+        })
     }
 }
 
@@ -150,6 +163,8 @@ enum Target {
     /// h2c over the shared hyper-util pool (HTTP/2 multiplexes: one connection serves all).
     H2c(Arc<Clients>),
     Service(UpstreamService),
+    /// gwsec: an https upstream's pool (in an `Arc`: a per-request clone is one increment).
+    Https(Arc<crate::tls::HttpsClient>),
 }
 
 /// One route's call to its upstream, with the route's timeout: a `tower::Service`, so the
@@ -207,6 +222,9 @@ impl UpstreamCall {
             Target::H2c(c) => CallState::Client {
                 fut: c.h2c.request(req),
             },
+            Target::Https(c) => CallState::Client {
+                fut: c.request(req),
+            },
             Target::Service(s) => CallState::Service {
                 fut: s.clone().oneshot(req),
             },
@@ -215,6 +233,14 @@ impl UpstreamCall {
             state,
             sleep: self.timeout.map(tokio::time::sleep),
         }
+    }
+
+    /// gwsec: sends through an https pool instead (for `https://` upstreams).
+    pub(crate) fn with_https(mut self, client: Option<crate::tls::HttpsClient>) -> Self {
+        if let Some(c) = client {
+            self.target = Target::Https(Arc::new(c));
+        }
+        self
     }
 }
 

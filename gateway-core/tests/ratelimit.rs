@@ -81,3 +81,47 @@ async fn rate_limit_without_redis_is_refused() {
     // Keep the env contract: this file's tests run only where Redis was started.
     let _ = redis_url();
 }
+
+/// gwsec: behind a trusted proxy the bucket is the client's (the right-most untrusted
+/// `X-Forwarded-For` entry), not the proxy's; from an untrusted peer the header is ignored, so
+/// a client cannot dodge its bucket by spoofing it.
+#[tokio::test]
+async fn trusted_proxies_key_the_bucket_by_the_forwarded_client() {
+    let b = backend("b").await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let route = format!(
+        "routes:\n  - id: rl-trust-{nanos}\n    upstream: http://{}\n    rate_limit: {{ replenish_rate: 0.001, burst: 1 }}\n",
+        b.addr
+    );
+    let call = |gw: std::net::SocketAddr, xff: &'static str| {
+        send(
+            get(gw, "/")
+                .header("x-forwarded-for", xff)
+                .body(Full::default())
+                .unwrap(),
+        )
+    };
+    // The test client (127.0.0.1) is a trusted proxy: one bucket per forwarded client.
+    let gw = instance(&format!("trusted_proxies: [127.0.0.1]\n{route}")).await;
+    let statuses = [
+        call(gw.addr, "198.51.100.1").await.status.as_u16(),
+        call(gw.addr, "198.51.100.2").await.status.as_u16(),
+        call(gw.addr, "198.51.100.1, 127.0.0.1")
+            .await
+            .status
+            .as_u16(),
+    ];
+    assert_eq!(statuses, [200, 200, 429]);
+
+    // Untrusted: every request is the peer's, whatever it claims.
+    let route = route.replace("rl-trust-", "rl-untrusted-");
+    let gw = instance(&format!("trusted_proxies: [10.0.0.0/8]\n{route}")).await;
+    let statuses = [
+        call(gw.addr, "198.51.100.3").await.status.as_u16(),
+        call(gw.addr, "198.51.100.4").await.status.as_u16(),
+    ];
+    assert_eq!(statuses, [200, 429]);
+}

@@ -134,6 +134,19 @@ impl<L: Listener> Gcra<L> {
         self.try_acquire_at(self.now())
     }
 
+    /// Takes a permit now and says how many more would be allowed right after it and in how
+    /// many nanoseconds the limiter is back to a full burst; or how long until a permit is
+    /// free (nanoseconds).
+    pub(crate) fn try_acquire_counted(&self) -> Result<(u32, u64), u64> {
+        let now = self.now();
+        self.reserve_at(now, 0)?;
+        let t = self.t.load(Relaxed).max(1);
+        let tau = self.tau.load(Relaxed);
+        let tat = self.tat.load(Relaxed).max(now);
+        let remaining = (tau + now).saturating_sub(tat) / t;
+        Ok((remaining.min(u64::from(u32::MAX)) as u32, tat - now))
+    }
+
     pub(crate) fn reject(&self, wait_ns: u64) -> Rejected {
         self.rejected.fetch_add(1, Relaxed);
         let r = Rejected {

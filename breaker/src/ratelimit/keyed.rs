@@ -114,6 +114,25 @@ impl<S, K, F: Clone> Layer<S> for KeyedRateLimitLayer<K, F> {
     }
 }
 
+/// A permit taken with [`KeyedHandle::try_acquire`]: what the key has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    remaining: u32,
+    reset: std::time::Duration,
+}
+
+impl Acquired {
+    /// Calls the key may still make right now, back to back.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    /// How long until the key is back to a full burst.
+    pub fn reset(&self) -> std::time::Duration {
+        self.reset
+    }
+}
+
 /// Controls a keyed rate limiter.
 pub struct KeyedHandle<K> {
     keys: Arc<Keys<K>>,
@@ -144,6 +163,34 @@ impl<K: Hash + Eq> KeyedHandle<K> {
         self.keys
             .rejected_new_keys
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes a permit for `key` outside a service (a proxy that picks the limit per request),
+    /// and says what is left, for `RateLimit-*` response headers. Same rules as the service:
+    /// existing keys take a read lock and one CAS, a new key the write lock.
+    ///
+    /// ```
+    /// use palisade_breaker::ratelimit::{Config, KeyedRateLimitLayer};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = KeyedRateLimitLayer::new(Config::per(2, Duration::from_secs(1)), 100, |k: &u64| *k)
+    ///     .unwrap();
+    /// let limits = layer.handle();
+    /// assert_eq!(limits.try_acquire(7).unwrap().remaining(), 1);
+    /// assert_eq!(limits.try_acquire(7).unwrap().remaining(), 0);
+    /// assert!(limits.try_acquire(7).unwrap_err().retry_after() <= Duration::from_millis(500));
+    /// assert_eq!(limits.try_acquire(8).unwrap().remaining(), 1); // another key
+    /// # }
+    /// ```
+    pub fn try_acquire(&self, key: K) -> Result<Acquired, Rejected> {
+        self.keys
+            .acquire_with(key, Gcra::try_acquire_counted)
+            .map(|(remaining, full_in)| Acquired {
+                remaining,
+                reset: std::time::Duration::from_nanos(full_in),
+            })
     }
 
     /// Applies a new config to every key (and to keys seen later), keeping their state.
@@ -206,9 +253,17 @@ impl<S, K, F> KeyedRateLimit<S, K, F> {
 
 impl<K: Hash + Eq> Keys<K> {
     fn acquire(&self, key: K) -> Result<(), Rejected> {
+        self.acquire_with(key, Gcra::try_acquire)
+    }
+
+    fn acquire_with<T>(
+        &self,
+        key: K,
+        take: impl Fn(&Gcra) -> Result<T, u64>,
+    ) -> Result<T, Rejected> {
         // Existing keys: a shared read lock and one CAS.
         if let Some(g) = read(&self.map).get(&key) {
-            return g.try_acquire().map_err(|ns| g.reject(ns));
+            return take(g).map_err(|ns| g.reject(ns));
         }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let g = match map.get(&key) {
@@ -232,7 +287,7 @@ impl<K: Hash + Eq> Keys<K> {
             }
         };
         drop(map);
-        g.try_acquire().map_err(|ns| g.reject(ns))
+        take(&g).map_err(|ns| g.reject(ns))
     }
 }
 

@@ -41,7 +41,7 @@ mod service;
 pub use self::config::{Config, Mode};
 pub use self::error::{Error, Rejected};
 pub use self::gcra::{Handle, Listener, Snapshot};
-pub use self::keyed::{KeyedHandle, KeyedRateLimit, KeyedRateLimitLayer};
+pub use self::keyed::{Acquired, KeyedHandle, KeyedRateLimit, KeyedRateLimitLayer};
 #[cfg(feature = "metrics")]
 pub use self::metrics::MetricsListener;
 pub use self::service::{RateLimit, RateLimitLayer};

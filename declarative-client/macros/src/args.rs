@@ -31,10 +31,20 @@ pub(crate) struct ClientArgs {
     pub(crate) common: Common,
 }
 
+/// A method's fallback setting.
+pub(crate) enum MethodFallback {
+    /// The trait's fallback, if any.
+    Inherit,
+    /// `fallback = false`: none for this method.
+    Off,
+    /// `fallback = Type`: this type (built with `Default`) instead of the trait's.
+    Override(Box<syn::Type>),
+}
+
 pub(crate) struct MethodArgs {
     pub(crate) path: LitStr,
     pub(crate) idempotent: Option<Span>,
-    pub(crate) no_fallback: bool,
+    pub(crate) fallback: MethodFallback,
     pub(crate) common: Common,
 }
 
@@ -189,7 +199,7 @@ pub(crate) fn parse_method(input: ParseStream<'_>) -> syn::Result<MethodArgs> {
     let mut args = MethodArgs {
         path,
         idempotent: None,
-        no_fallback: false,
+        fallback: MethodFallback::Inherit,
         common: Common::default(),
     };
     comma(input)?;
@@ -200,15 +210,19 @@ pub(crate) fn parse_method(input: ParseStream<'_>) -> syn::Result<MethodArgs> {
                 "idempotent" => args.idempotent = Some(key.span()),
                 "fallback" => {
                     input.parse::<Token![=]>()?;
-                    let b: LitBool = input.parse()?;
-                    if b.value {
-                        return Err(syn::Error::new(
-                            b.span(),
-                            "`fallback = false` turns the trait's fallback off for this method; \
-                             the fallback type is set on `#[client]`",
-                        ));
+                    if input.peek(LitBool) {
+                        let b: LitBool = input.parse()?;
+                        if b.value {
+                            return Err(syn::Error::new(
+                                b.span(),
+                                "`fallback = false` turns the trait's fallback off for this method; \
+                                 `fallback = Type` names another fallback type",
+                            ));
+                        }
+                        args.fallback = MethodFallback::Off;
+                    } else {
+                        args.fallback = MethodFallback::Override(Box::new(input.parse()?));
                     }
-                    args.no_fallback = true;
                 }
                 other => {
                     return Err(syn::Error::new(

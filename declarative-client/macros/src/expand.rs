@@ -6,7 +6,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemTrait, LitStr, Pat, ReturnType, TraitItem, TraitItemFn, Type};
 
-use crate::args::{self, ClientArgs, MethodArgs, Retry};
+use crate::args::{self, ClientArgs, MethodArgs, MethodFallback, Retry};
 
 const VERBS: [&str; 6] = ["get", "post", "put", "patch", "delete", "head"];
 
@@ -345,6 +345,19 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
         quote!(: #s)
     };
 
+    // Per-method fallback types (`fallback = Type` on a method): one field each, built with
+    // `Default` by `new`.
+    let mut overrides: Vec<(String, Type, Ident)> = Vec::new();
+    for m in methods {
+        if let MethodFallback::Override(t) = &m.args.fallback {
+            let key = quote!(#t).to_string();
+            if !overrides.iter().any(|(k, _, _)| *k == key) {
+                let field = format_ident!("__fallback_{}", overrides.len());
+                overrides.push((key, (**t).clone(), field));
+            }
+        }
+    }
+
     let mut trait_items = Vec::new();
     let mut impl_items = Vec::new();
     let mut errors: Option<syn::Error> = None;
@@ -353,7 +366,21 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
         let attrs = &f.attrs;
         let sig = &m.sig_tokens;
         trait_items.push(quote! { #(#attrs)* #sig; });
-        match method_impl(client, trait_ident, m) {
+        let fallback = match &m.args.fallback {
+            MethodFallback::Off => None,
+            MethodFallback::Inherit => client
+                .fallback
+                .as_ref()
+                .map(|t| (t, format_ident!("fallback"))),
+            MethodFallback::Override(t) => {
+                let key = quote!(#t).to_string();
+                overrides
+                    .iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, t, f)| (t, f.clone()))
+            }
+        };
+        match method_impl(client, trait_ident, m, fallback) {
             Ok(body) => {
                 // Lint levels and `cfg` apply to the implementation too.
                 let carried = f.attrs.iter().filter(|a| {
@@ -386,6 +413,13 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
     } else {
         quote!()
     };
+    let ov_fields: Vec<&Ident> = overrides.iter().map(|(_, _, f)| f).collect();
+    let ov_types: Vec<&Type> = overrides.iter().map(|(_, t, _)| t).collect();
+    let ov_bounds = ov_types.iter().map(|t| {
+        let bound = Ident::new(&trait_ident.to_string(), t.span());
+        quote_spanned!(t.span()=> #t: #bound + ::core::default::Default + ::core::marker::Send + ::core::marker::Sync + 'static,)
+    });
+    let ov_bounds = quote!(#(#ov_bounds)*);
     let (fb_field, fb_new_arg, fb_init, fb_bound) = match &client.fallback {
         Some(fb) => (
             quote!(fallback: ::std::sync::Arc<#fb>,),
@@ -397,6 +431,22 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             },
         ),
         None => (quote!(), quote!(), quote!(), quote!()),
+    };
+    let trait_name = trait_ident.to_string();
+    let (fb_type, from_stack, no_fallback) = match &client.fallback {
+        Some(fb) => (
+            quote!(#fb),
+            quote!(Self::new(stack, fallback)),
+            quote!(::core::option::Option::None),
+        ),
+        None => (
+            quote!(()),
+            quote!({
+                let () = fallback;
+                Self::new(stack)
+            }),
+            quote!(::core::option::Option::Some(())),
+        ),
     };
     let new_doc = if client.fallback.is_some() {
         "A client sending requests through `inner`, with `fallback` answering the calls that the \
@@ -415,11 +465,16 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
         #vis struct #client_ident<S> {
             inner: S,
             #fb_field
+            #(#ov_fields: ::std::sync::Arc<#ov_types>,)*
         }
 
         impl<S: ::core::clone::Clone> ::core::clone::Clone for #client_ident<S> {
             fn clone(&self) -> Self {
-                Self { inner: ::core::clone::Clone::clone(&self.inner), #fb_clone }
+                Self {
+                    inner: ::core::clone::Clone::clone(&self.inner),
+                    #fb_clone
+                    #(#ov_fields: ::std::sync::Arc::clone(&self.#ov_fields),)*
+                }
             }
         }
 
@@ -435,8 +490,15 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             pub const SERVICE: ::core::option::Option<&'static str> = #service;
 
             #[doc = #new_doc]
-            pub fn new(inner: S #fb_new_arg) -> Self {
-                Self { inner, #fb_init }
+            pub fn new(inner: S #fb_new_arg) -> Self
+            where
+                #ov_bounds
+            {
+                Self {
+                    inner,
+                    #fb_init
+                    #(#ov_fields: ::std::sync::Arc::new(<#ov_types as ::core::default::Default>::default()),)*
+                }
             }
 
             /// The service the client sends requests through.
@@ -447,6 +509,29 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             /// The service the client sends requests through.
             pub fn get_mut(&mut self) -> &mut S {
                 &mut self.inner
+            }
+        }
+
+        impl #client_ident<#rt::ClientStack> {
+            /// A builder of the client over the standard stack: a fixed base URL, or the
+            /// instances of `service` found through discovery.
+            pub fn builder() -> #rt::ClientBuilder<Self> {
+                #rt::ClientBuilder::new()
+            }
+        }
+
+        impl #rt::GeneratedClient for #client_ident<#rt::ClientStack>
+        where
+            #ov_bounds
+        {
+            const NAME: &'static str = #trait_name;
+            const SERVICE: ::core::option::Option<&'static str> = #service;
+            type Fallback = #fb_type;
+            fn from_stack(stack: #rt::ClientStack, fallback: Self::Fallback) -> Self {
+                #from_stack
+            }
+            fn no_fallback() -> ::core::option::Option<Self::Fallback> {
+                #no_fallback
             }
         }
 
@@ -461,13 +546,19 @@ fn generate(client: &ClientArgs, tr: &ItemTrait, methods: &[Method]) -> syn::Res
             __B: #p::http_body::Body<Data = #rt::Bytes> + ::core::marker::Send + 'static,
             __B::Error: ::core::convert::Into<#rt::BoxError>,
             #fb_bound
+            #ov_bounds
         {
             #(#impl_items)*
         }
     })
 }
 
-fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Result<TokenStream> {
+fn method_impl(
+    client: &ClientArgs,
+    trait_ident: &Ident,
+    m: &Method,
+    fallback: Option<(&Type, Ident)>,
+) -> syn::Result<TokenStream> {
     let rt = quote!(::palisade_client);
     let p = quote!(#rt::__private);
     let verb = m.verb.to_uppercase();
@@ -546,9 +637,12 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
         .map(|(r, _)| r)
         .or_else(|| client.common.retry.map(|(r, _)| r).filter(|_| idempotent));
     let timeout = m.args.common.timeout.or(client.common.timeout);
-    let fallback = client.fallback.as_ref().filter(|_| !m.args.no_fallback);
 
-    let mut meta = quote!(#rt::MethodMeta::new(#name).idempotent(#idempotent));
+    let service = client
+        .service
+        .clone()
+        .unwrap_or_else(|| trait_ident.to_string());
+    let mut meta = quote!(#rt::MethodMeta::new(#name, #service, #verb).idempotent(#idempotent));
     if let Some(t) = timeout {
         let nanos = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
         meta = quote!(#meta.timeout(::core::time::Duration::from_nanos(#nanos)));
@@ -609,20 +703,18 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
     let ok_ty = &m.ok_ty;
     let err_ty = &m.err_ty;
     let (fb_let, fb_call) = match fallback {
-        Some(fb) => {
+        Some((fb, field)) => {
             let method = &m.ident;
             let args = m.params.iter().map(|p| &p.ident);
-            (
-                quote!(let __fb = ::std::sync::Arc::clone(&self.fallback);),
-                {
-                    let on_failure = client.fallback_on_failure;
-                    quote! {
-                    if #p::wants_fallback(&__e, #on_failure) {
-                        return <#fb as #trait_ident>::#method(&*__fb, #(#args),*).await;
-                    }
-                    }
-                },
-            )
+            (quote!(let __fb = ::std::sync::Arc::clone(&self.#field);), {
+                let on_failure = client.fallback_on_failure;
+                quote! {
+                if #p::wants_fallback(&__e, #on_failure) {
+                    __obs.fallback(&__e);
+                    return <#fb as #trait_ident>::#method(&*__fb, #(#args),*).await;
+                }
+                }
+            })
         }
         None => (quote!(), quote!()),
     };
@@ -630,8 +722,9 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
     Ok(quote! {
         let __svc = ::core::clone::Clone::clone(&self.inner);
         #fb_let
+        static __META: #rt::MethodMeta = #meta;
+        let __obs = #p::CallObserver::start(&__META);
         async move {
-            static __META: #rt::MethodMeta = #meta;
             #[allow(unused_mut)]
             let __req = (|| -> ::core::result::Result<#p::http::Request<#rt::Body>, #rt::ClientError> {
                 let mut __b = #p::RequestBuilder::new(&__META, #p::http::Method::#verb_ident, #capacity);
@@ -640,16 +733,23 @@ fn method_impl(client: &ClientArgs, trait_ident: &Ident, m: &Method) -> syn::Res
             })();
             let __req = match __req {
                 ::core::result::Result::Ok(r) => r,
-                ::core::result::Result::Err(e) => return ::core::result::Result::Err(::core::convert::From::from(e)),
-            };
-            let __resp = match #p::send(__svc, __req, &__META).await {
-                ::core::result::Result::Ok(r) => r,
                 ::core::result::Result::Err(__e) => {
-                    #fb_call
+                    __obs.failed(&__e);
                     return ::core::result::Result::Err(::core::convert::From::from(__e));
                 }
             };
-            #p::finish::<#ok_ty, #err_ty, _>(__resp, &__META).await
+            let __resp = match #p::send(__svc, __req, &__META, &__obs).await {
+                ::core::result::Result::Ok(r) => r,
+                ::core::result::Result::Err(__e) => {
+                    #fb_call
+                    __obs.failed(&__e);
+                    return ::core::result::Result::Err(::core::convert::From::from(__e));
+                }
+            };
+            __obs.status(__resp.status());
+            let __result = #p::finish::<#ok_ty, #err_ty, _>(__resp, &__META).await;
+            __obs.finished(&__result);
+            __result
         }
     })
 }

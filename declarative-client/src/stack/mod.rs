@@ -27,7 +27,7 @@ use tower_layer::Layer;
 pub use self::base_url::{BaseUrl, InvalidBaseUrl, SetBaseUrl, SetBaseUrlLayer};
 pub use self::deadline::{Deadline, DeadlineError, DeadlineFuture, DeadlineLayer, Elapsed};
 pub use self::intercept::{BearerAuth, Intercept, InterceptLayer, Interceptor, StaticHeader};
-pub use self::retry::RetryPolicy;
+pub use self::retry::{InvalidRetryPolicy, RetryPolicy};
 
 use crate::transport::{HttpTransport, TransportConfig};
 
@@ -151,13 +151,17 @@ impl StackBuilder {
     pub fn into_layer(self) -> Result<StackLayer, ConfigError> {
         let breaker = match self.breaker {
             Some(b) => b,
-            None => CircuitBreakerLayer::builder(self.name)
+            None => CircuitBreakerLayer::builder(self.name.clone())
                 .config(self.breaker_config)
                 .classifier(HttpClassifier::new())
                 .build()?,
         };
+        #[cfg(feature = "metrics")]
+        let retry = self.retry.metrics(&self.name);
+        #[cfg(not(feature = "metrics"))]
+        let retry = self.retry;
         Ok(StackLayer {
-            retry: self.retry,
+            retry,
             breaker,
             deadline: DeadlineLayer::new(self.timeout),
             intercept: InterceptLayer::new(self.interceptors),

@@ -101,6 +101,25 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Resp, Infalli
         ["malformed"] => full(200, "{\"id\": 1, \"name\": ", "application/json"),
         ["text"] => full(200, "hello, world", "text/plain"),
         ["empty"] => full(204, "", "text/plain"),
+        // `code` with `Retry-After: after` until the nth request to it, then echoes. `after`
+        // is delay-seconds, `dateN` (an HTTP date N seconds from now) or `-` (no header).
+        ["retry-after", fails, code, after] if n <= fails.parse::<usize>().unwrap() => {
+            let mut r = full(code.parse().unwrap(), "try later", "text/plain");
+            let value = match *after {
+                "-" => None,
+                a if a.starts_with("date") => {
+                    let secs: u64 = a[4..].parse().unwrap();
+                    Some(httpdate::fmt_http_date(
+                        std::time::SystemTime::now() + std::time::Duration::from_secs(secs),
+                    ))
+                }
+                a => Some(a.to_owned()),
+            };
+            if let Some(v) = value {
+                r.headers_mut().insert("retry-after", v.parse().unwrap());
+            }
+            r
+        }
         // Fails with 503 until the nth request to it, then echoes.
         ["flaky", fails] if n <= fails.parse::<usize>().unwrap() => full(503, "busy", "text/plain"),
         ["hang"] => std::future::pending().await,

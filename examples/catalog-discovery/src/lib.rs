@@ -3,11 +3,32 @@
 //! resolved end to end. `tests/failover.rs` wires it and kills one of two instances mid-test: no
 //! idempotent request fails.
 //!
-//! The wiring: the registry's `Discover` stream of `UP` instances becomes one transport per
-//! instance (the shared hyper-util pool plus the instance's base URL); the balancer picks among
-//! them; the client's stack (retry, breaker, timeout) sits on top, behind a `Buffer` that makes
-//! the balancer cloneable. A retry goes back through the balancer, so it lands on another
-//! instance.
+//! No hand wiring: `CatalogClient::builder().discovery(registry)` reads the service name
+//! (`"catalog"`) from the macro and assembles the standard stack (retry, breaker, timeout) over
+//! a balancer fed by the registry's `Discover` stream of `UP` instances (one transport per
+//! instance: the shared hyper-util pool plus the instance's address). A retry goes back
+//! through the balancer, so it lands on another instance.
+//!
+//! ```no_run
+//! use palisade_client::stack::RetryPolicy;
+//! use palisade_example_catalog_discovery::{Catalog, CatalogClient};
+//! use palisade_registry_client::{ClientConfig, RegistryClient, ServiceUrl};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = RegistryClient::new(ClientConfig {
+//!     service_urls: vec![ServiceUrl::new("http://127.0.0.1:8761/eureka/")],
+//!     ..Default::default()
+//! })?;
+//! let _refresh = registry.spawn_refresh();
+//! let catalog = CatalogClient::builder()
+//!     .discovery(registry)
+//!     .retry(RetryPolicy::new(2))
+//!     .build()?;
+//! let title = catalog.title(7).await?;
+//! println!("{:?}", title.0);
+//! # Ok(())
+//! # }
+//! ```
 
 use palisade_client::{ClientError, Json, client};
 use serde::{Deserialize, Serialize};

@@ -1,23 +1,21 @@
-//! `service = "catalog"` through the real registry and balancer: two instances registered in a
-//! Eureka-compatible registry on 127.0.0.1, the client balancing over the registry's Discover
-//! stream; one instance is killed mid-test and no idempotent request fails; after it is
-//! deregistered, the balancer stops sending to it.
+//! `service = "catalog"` through the real registry and balancer, assembled by the client's
+//! builder: two instances registered in a Eureka-compatible registry on 127.0.0.1,
+//! `CatalogClient::builder().discovery(registry)`; one instance is killed mid-test and no
+//! idempotent request fails; after it is deregistered, the balancer stops sending to it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use palisade_balancer::discover::WithMetadata;
-use palisade_balancer::{Balance, Config as BalancerConfig, Metadata, Policy};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use palisade_client::Json;
-use palisade_client::stack::{BaseUrl, RetryPolicy, SetBaseUrlLayer, StackBuilder};
-use palisade_client::transport::TransportConfig;
+use palisade_client::stack::RetryPolicy;
 use palisade_example_catalog_discovery::{Catalog, CatalogClient, Title};
 use palisade_registry_client::{
     ClientConfig, DataCenterInfo, InstanceInfo, InstanceStatus, PortInfo, RegistryClient,
@@ -26,12 +24,9 @@ use palisade_registry_client::{
 use palisade_registry_server::{RegistryServer, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tower::Layer;
-use tower::buffer::Buffer;
-use tower::discover::Change;
 
-/// A catalog instance: answers `/api/v1/titles/{id}` with its name. Dropping `conns` (abort)
-/// kills it: the listener and every open connection go away.
+/// A catalog instance: answers `/api/v1/titles/{id}` with its name. Aborting `task` kills it:
+/// the listener and every open connection go away.
 struct Instance {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -74,7 +69,6 @@ async fn start_instance(name: &'static str) -> Instance {
                     .await;
             });
         }
-        // The JoinSet is dropped with this task: aborting the task closes every connection.
     });
     Instance { addr, hits, task }
 }
@@ -94,8 +88,40 @@ fn instance_info(id: &str, addr: SocketAddr) -> InstanceInfo {
     }
 }
 
+/// The counters recorded since the last snapshot (the debugging recorder resets them), as
+/// `(name, sorted labels) -> value`.
+fn deltas(snapshotter: &Snapshotter) -> Counters {
+    let mut out = Counters::new();
+    for (k, _, _, v) in snapshotter.snapshot().into_vec() {
+        if let DebugValue::Counter(c) = v {
+            let mut labels: Vec<String> = k
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            out.insert(format!("{}{{{}}}", k.key().name(), labels.join(",")), c);
+        }
+    }
+    out
+}
+
+type Counters = std::collections::BTreeMap<String, u64>;
+
+const RETRIED: &str = "palisade_retry_attempts_total{name=catalog,result=retried}";
+const SUCCESS: &str =
+    "palisade_client_calls_total{method=Catalog::title,outcome=success,service=catalog}";
+
+fn get(c: &Counters, key: &str) -> u64 {
+    c.get(key).copied().unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
+async fn builder_discovers_instances_fails_over_a_killed_one_and_drops_it_after_deregistration() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::set_global_recorder(recorder).unwrap();
+
     // The registry, with the response cache off so a registration is visible at once.
     let server = RegistryServer::new(ServerConfig {
         use_read_only_response_cache: false,
@@ -126,41 +152,14 @@ async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
         .unwrap();
     registry.refresh().await.unwrap();
 
-    // Registry Discover -> one transport per instance -> balancer -> client stack.
-    let transport = TransportConfig::default().build();
-    // Attempts sent to each instance, counted below the balancer (so retries count too).
-    let attempts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
-    let counted = attempts.clone();
-    let transports = registry.discover_app("CATALOG").map(move |change| {
-        change.map(|c| match c {
-            Change::Insert(id, e) => {
-                let addr = e.socket_addr().expect("UP instances have an address");
-                let base = BaseUrl::parse(&format!("http://{addr}")).unwrap();
-                let counted = counted.clone();
-                let name = id.clone();
-                let svc = tower::util::MapRequestLayer::new(move |req| {
-                    *counted.lock().unwrap().entry(name.clone()).or_default() += 1;
-                    req
-                })
-                .layer(SetBaseUrlLayer::new(Some(base)).layer(transport.clone()));
-                Change::Insert(id, svc)
-            }
-            Change::Remove(id) => Change::Remove(id),
-        })
-    });
-    let balance = Balance::builder(WithMetadata::new(transports, |_: &String, _: &_| {
-        Metadata::new()
-    }))
-    .config(BalancerConfig::with_policy(Policy::RoundRobin))
-    .build()
-    .unwrap();
-    // The buffer makes the balancer cloneable (the client's retry clones the stack per call).
-    let balanced = Buffer::new(balance, 64);
-    let stack = StackBuilder::new("catalog")
-        .retry(RetryPolicy::new(2))
-        .build_with(balanced.clone())
+    // The whole wiring: the service name comes from `#[client(service = "catalog")]`.
+    let catalog = CatalogClient::builder()
+        .discovery(registry.clone())
+        .retry(RetryPolicy::new(2).backoff(Duration::from_millis(1), Duration::from_millis(5)))
+        .timeout(Duration::from_secs(5))
+        .balancer_seed(7)
+        .build()
         .unwrap();
-    let catalog = CatalogClient::new(stack);
 
     let mut served = std::collections::BTreeMap::<String, usize>::new();
     for id in 0..20 {
@@ -169,17 +168,20 @@ async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
         *served.entry(t.served_by).or_default() += 1;
     }
     assert_eq!(
-        served.len(),
-        2,
-        "both registered instances serve: {served:?}"
+        served,
+        [("a".to_owned(), 10), ("b".to_owned(), 10)].into(),
+        "round robin over both registered instances"
     );
+    let phase1 = deltas(&snapshotter);
+    assert_eq!(get(&phase1, RETRIED), 0, "{phase1:#?}");
+    assert_eq!(get(&phase1, SUCCESS), 20, "{phase1:#?}");
 
     // Kill instance a (listener and open connections). It is still registered: the balancer
-    // keeps picking it, and every such call must fail over to b through the retry.
+    // keeps picking it until outlier detection ejects it, and every such call must fail over
+    // to b through the retry.
     a.task.abort();
     let _ = a.task.await;
     let b_before = b.hits.load(Ordering::SeqCst);
-    let a_attempts_before = attempts.lock().unwrap().get("a").copied().unwrap_or(0);
     for id in 100..130 {
         let Json(t): Json<Title> = catalog
             .title(id)
@@ -192,27 +194,66 @@ async fn killed_instance_is_failed_over_and_dropped_after_deregistration() {
         30,
         "b served every request once"
     );
-    let a_attempts = attempts.lock().unwrap()["a"] - a_attempts_before;
+    let phase2 = deltas(&snapshotter);
     assert!(
-        a_attempts >= 10,
-        "{a_attempts} attempts went to the dead instance and were retried"
+        get(&phase2, RETRIED) >= 1,
+        "attempts went to the dead instance and were retried on b: {phase2:#?}"
+    );
+    assert_eq!(
+        get(&phase2, SUCCESS),
+        30,
+        "every call succeeded: {phase2:#?}"
     );
 
     // a is deregistered: after the next fetch the Discover stream removes it, and the balancer
-    // sends everything straight to b (no failed attempt, so no retry is needed).
+    // sends everything straight to b, with no failed attempt and so no retry.
     registry.cancel("CATALOG", "a").await.unwrap();
     registry.refresh().await.unwrap();
-    let no_retry = CatalogClient::new(
-        StackBuilder::new("catalog-no-retry")
-            .build_with(balanced.clone())
-            .unwrap(),
-    );
     for id in 200..210 {
-        let Json(t): Json<Title> = no_retry.title(id).await.unwrap();
+        let Json(t): Json<Title> = catalog.title(id).await.unwrap();
         assert_eq!(t.served_by, "b");
     }
+    let phase3 = deltas(&snapshotter);
+    assert_eq!(
+        get(&phase3, RETRIED),
+        0,
+        "no retry once a is gone: {phase3:#?}"
+    );
+    assert_eq!(get(&phase3, SUCCESS), 10, "{phase3:#?}");
 
     let _ = stop.send(());
     registry_task.await.unwrap().unwrap();
     b.task.abort();
+}
+
+#[tokio::test]
+async fn discovery_needs_a_service_name_and_one_destination() {
+    #[palisade_client::client]
+    pub trait Nameless {
+        #[get("/x")]
+        async fn x(&self) -> Result<String, palisade_client::ClientError>;
+    }
+    let registry = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new("http://127.0.0.1:1/eureka/")],
+        ..Default::default()
+    })
+    .unwrap();
+    let err = NamelessClient::builder()
+        .discovery(registry.clone())
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "client `Nameless`: discovery needs the service name: add `service = \"...\"` to `#[client]`"
+    );
+    let err = CatalogClient::builder()
+        .base_url("http://127.0.0.1:1")
+        .unwrap()
+        .discovery(registry)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "client `Catalog` (service `catalog`): both `base_url(..)` and `discovery(..)`: pick one"
+    );
 }

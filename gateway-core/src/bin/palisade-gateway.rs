@@ -62,10 +62,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // wip/gwlb: lb:// upstreams through the registry.
+        if let Some(reg) = &cfg.registry {
+            match palisade_gateway::lb::RegistryResolver::new(reg) {
+                Ok(r) => builder = builder.resolver(std::sync::Arc::new(r)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         let gateway = match builder.build() {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        // gwsec: TLS listener; a bad certificate or key stops the start with the file and reason.
+        let tls = match cfg.tls.as_ref().map(palisade_gateway::tls::ServerTls::new) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                eprintln!("error: tls: {e}");
                 return ExitCode::from(1);
             }
         };
@@ -119,6 +138,7 @@ fn main() -> ExitCode {
                 let limits = cfg.limits;
                 let drain = cfg.drain_timeout;
                 let mut rx = stop_rx.clone();
+                let tls = tls.clone();
                 std::thread::Builder::new()
                     .name(format!("palisade-worker-{}", i + 1))
                     .spawn(move || {
@@ -127,8 +147,20 @@ fn main() -> ExitCode {
                             let shutdown = async move {
                                 let _ = rx.wait_for(|s| *s).await;
                             };
-                            palisade_gateway::serve(listener, gateway, limits, shutdown, drain)
-                                .await
+                            match tls {
+                                Some(t) => {
+                                    palisade_gateway::serve_tls(
+                                        listener, gateway, limits, t, shutdown, drain,
+                                    )
+                                    .await
+                                }
+                                None => {
+                                    palisade_gateway::serve(
+                                        listener, gateway, limits, shutdown, drain,
+                                    )
+                                    .await
+                                }
+                            }
                         })
                     })
                     .expect("spawn a worker thread")
@@ -142,14 +174,34 @@ fn main() -> ExitCode {
                     None
                 }
             };
+        // gwsec: a rotated certificate is picked up without a signal too.
+        let _cert_watcher = match tls
+            .as_ref()
+            .map(|t| t.watch_files(Duration::from_millis(200)))
+        {
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch the TLS files; reload them with SIGHUP");
+                None
+            }
+            Some(Ok(w)) => Some(w),
+            None => None,
+        };
         let hup_gateway = gateway.clone();
         let hup_file = file.clone();
+        let hup_tls = tls.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = signal(SignalKind::hangup()) else {
                 return;
             };
             while hup.recv().await.is_some() {
                 let _ = hup_gateway.reload_file(&hup_file);
+                // gwsec: SIGHUP also re-reads the certificate; a bad one is logged and the
+                // one in use stays.
+                if let Some(t) = &hup_tls
+                    && let Err(e) = t.reload()
+                {
+                    tracing::warn!(error = %e, "TLS certificate refused; previous one kept");
+                }
             }
         });
         tracing::info!(listen = %cfg.listen, routes = cfg.routes.len(), "gateway started");
@@ -161,9 +213,23 @@ fn main() -> ExitCode {
             }
             let _ = stop_tx.send(true);
         };
-        let mut result =
-            palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout)
-                .await;
+        let mut result = match tls {
+            Some(t) => {
+                palisade_gateway::serve_tls(
+                    listener,
+                    gateway,
+                    cfg.limits,
+                    t,
+                    shutdown,
+                    cfg.drain_timeout,
+                )
+                .await
+            }
+            None => {
+                palisade_gateway::serve(listener, gateway, cfg.limits, shutdown, cfg.drain_timeout)
+                    .await
+            }
+        };
         for t in threads {
             let r = t
                 .join()
