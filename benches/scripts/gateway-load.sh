@@ -27,7 +27,7 @@ done
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   (cd "$ROOT" && CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-    cargo build --release -p palisade-gateway --bin palisade-gateway --example bench-backend)
+    cargo build --release -p palisade-gateway --features mimalloc --bin palisade-gateway --example bench-backend)
 fi
 BACKEND_BIN="$BIN/examples/bench-backend"
 GATEWAY_BIN="$BIN/palisade-gateway"

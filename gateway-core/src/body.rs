@@ -9,6 +9,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use crate::pool::{self, Sender, UpstreamKey};
+
 /// The error type at service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,7 +25,7 @@ pin_project! {
 pin_project! {
     #[project = InnerProj]
     enum Inner {
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: UpstreamBody },
         Full { data: Option<Bytes> },
     }
 }
@@ -46,6 +48,10 @@ impl GatewayBody {
     }
     /// The upstream's body, streamed through.
     pub fn upstream(body: Incoming) -> Self {
+        Self::from_upstream(UpstreamBody::plain(body))
+    }
+
+    pub(crate) fn from_upstream(body: UpstreamBody) -> Self {
         GatewayBody {
             inner: Inner::Upstream { body },
         }
@@ -91,6 +97,78 @@ impl Body for GatewayBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+/// An upstream's response body, streamed. If it came over a connection of the per-thread
+/// HTTP/1.1 pool, it holds that connection's sender and puts it back in the pool when it is
+/// dropped after its end (a body dropped early closes the connection: hyper cannot reuse it).
+pub struct UpstreamBody {
+    body: Incoming,
+    pooled: Option<(UpstreamKey, Sender)>,
+    ended: bool,
+}
+
+impl UpstreamBody {
+    /// A body whose connection is not the gateway's to return (h2c, `lb://` services).
+    pub(crate) fn plain(body: Incoming) -> Self {
+        UpstreamBody {
+            body,
+            pooled: None,
+            ended: false,
+        }
+    }
+
+    pub(crate) fn pooled(body: Incoming, key: UpstreamKey, tx: Sender) -> Self {
+        UpstreamBody {
+            body,
+            pooled: Some((key, tx)),
+            ended: false,
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some((key, tx)) = self.pooled.take()
+            && (self.ended || self.body.is_end_stream())
+        {
+            pool::checkin(key, tx);
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("pooled", &self.pooled.is_some())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if r.is_none() {
+            this.ended = true;
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -1,6 +1,11 @@
-//! An edge gateway on hyper and tower: routes with predicates and filters, fixed upstreams over
-//! one shared connection pool (HTTP/1.1 and h2c), streaming bodies, proxy headers, trace
-//! propagation, and a routes file that hot-reloads (a bad file is refused, the old routes stay).
+//! An edge gateway on hyper and tower: routes with predicates and filters, fixed upstreams
+//! (HTTP/1.1 over a lock-free pool per worker thread, h2c over one shared pool), streaming
+//! bodies, proxy headers, trace propagation, and a routes file that hot-reloads (a bad file is
+//! refused, the old routes stay).
+//!
+//! For throughput, run one single-threaded Tokio runtime per core, each serving its own
+//! [`reuseport_listener`] (what the `palisade-gateway` binary does with `--workers N`): a
+//! request then never leaves its thread.
 //!
 //! ```no_run
 //! use palisade_gateway::{Gateway, config::GatewayConfig};
@@ -41,6 +46,7 @@ pub mod lb;
 pub mod limits;
 mod metrics;
 pub mod path;
+mod pool;
 mod proxy;
 pub mod ratelimit;
 pub mod reload;
@@ -54,4 +60,4 @@ pub mod upstream;
 
 pub use body::{BoxError, GatewayBody};
 pub use proxy::{Gateway, GatewayBuilder, GatewayConnection, ReloadStatus, ResponseFuture};
-pub use server::{serve, serve_tls};
+pub use server::{reuseport_listener, serve, serve_tls};

@@ -25,7 +25,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::body::{BodyTooLarge, GatewayBody, RequestBody};
+use crate::body::{BodyTooLarge, GatewayBody, RequestBody, UpstreamBody};
 use crate::config::{GatewayConfig, Limits, Protocol, RoutesError};
 use crate::filter;
 use crate::forward;
@@ -287,6 +287,7 @@ impl Gateway {
         GatewayConnection {
             shared: self.shared.clone(),
             remote,
+            client: forward::ClientAddr::new(remote),
             proto: "http",
         }
     }
@@ -297,6 +298,7 @@ impl Gateway {
         GatewayConnection {
             shared: self.shared.clone(),
             remote,
+            client: forward::ClientAddr::new(remote),
             proto: "https",
         }
     }
@@ -308,6 +310,7 @@ impl Gateway {
 pub struct GatewayConnection {
     shared: Arc<Shared>,
     remote: SocketAddr,
+    client: forward::ClientAddr,
     /// gwsec: `http` or `https` (the client's scheme, for `X-Forwarded-Proto`/`Forwarded`).
     proto: &'static str,
 }
@@ -336,8 +339,15 @@ impl GatewayConnection {
         let (mut parts, body) = req.into_parts();
         let h = &parts.headers;
 
+        // One pass over the few headers present instead of a hashed lookup per name below.
+        let (mut has_te, mut has_cl, mut has_upgrade) = (false, false, false);
+        for k in h.keys() {
+            has_te |= *k == TRANSFER_ENCODING;
+            has_cl |= *k == CONTENT_LENGTH;
+            has_upgrade |= *k == UPGRADE;
+        }
         // Request smuggling: a body framed two ways is refused outright (RFC 9112 6.3).
-        if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
+        if has_te && has_cl {
             return ResponseFuture::local(local(
                 StatusCode::BAD_REQUEST,
                 "conflicting Content-Length and Transfer-Encoding\n",
@@ -345,9 +355,11 @@ impl GatewayConnection {
         }
         // Only plain `chunked` framing is forwarded: a request whose last coding is something
         // else has no reliable end, and codings are never passed through to the upstream.
-        let mut codings = h.get_all(TRANSFER_ENCODING).iter().peekable();
-        if codings.peek().is_some() {
-            let only_chunked = codings.all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        if has_te {
+            let only_chunked = h
+                .get_all(TRANSFER_ENCODING)
+                .iter()
+                .all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
             if !only_chunked
                 || h.get_all(TRANSFER_ENCODING).iter().count() != 1
                 || parts.version == Version::HTTP_10
@@ -358,7 +370,10 @@ impl GatewayConnection {
                 ));
             }
         }
-        let mut lengths = h.get_all(CONTENT_LENGTH).iter();
+        let mut lengths = has_cl
+            .then(|| h.get_all(CONTENT_LENGTH).iter())
+            .into_iter()
+            .flatten();
         if let Some(first) = lengths.next() {
             if lengths.any(|v| v != first) {
                 return ResponseFuture::local(local(
@@ -430,7 +445,7 @@ impl GatewayConnection {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let upgrade = match upgrade_protocol(&parts) {
+        let upgrade = match has_upgrade.then(|| upgrade_protocol(&parts)).flatten() {
             Some(proto) if route.protocol == Protocol::Http1 => {
                 parts.extensions.remove::<OnUpgrade>().map(|on| (on, proto))
             }
@@ -455,9 +470,9 @@ impl GatewayConnection {
         if !self.shared.trust.trusts(self.remote.ip()) {
             forward::drop_forwarded(&mut parts.headers);
         }
-        forward::add_forwarded(
+        forward::add_forwarded_for(
             &mut parts.headers,
-            self.remote,
+            &self.client,
             self.proto,
             client_host.as_ref(),
         );
@@ -515,41 +530,68 @@ impl GatewayConnection {
         }
 
         let query = parts.uri.query();
-        let (base, authority) = match &route.upstream {
+        let (base, upstream) = match &route.upstream {
             Upstream::Fixed {
                 authority,
                 base_path,
+                host,
                 tls,
-            } => (base_path.as_str(), Some((authority, *tls))),
+            } => (base_path.as_str(), Some((authority, host, *tls))),
             Upstream::Service { .. } => ("", None),
         };
-        let mut pq =
-            String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
-        pq.push_str(base);
-        pq.push_str(&path);
-        if let Some(q) = query {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        drop(path);
-        let Ok(pq) = PathAndQuery::try_from(pq) else {
-            return ResponseFuture::local(local(StatusCode::BAD_REQUEST, "bad request path\n"));
+        // Usually the path goes out as it came: then the request's own bytes are shared.
+        let unchanged = base.is_empty()
+            && matches!(&path, Cow::Borrowed(p) if std::ptr::eq(*p, parts.uri.path()));
+        let pq = match parts.uri.path_and_query() {
+            Some(pq) if unchanged => pq.clone(),
+            _ => {
+                let mut pq = String::with_capacity(
+                    base.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+                );
+                pq.push_str(base);
+                pq.push_str(&path);
+                if let Some(q) = query {
+                    pq.push('?');
+                    pq.push_str(q);
+                }
+                let Ok(pq) = PathAndQuery::try_from(pq) else {
+                    return ResponseFuture::local(local(
+                        StatusCode::BAD_REQUEST,
+                        "bad request path\n",
+                    ));
+                };
+                pq
+            }
         };
+        drop(path);
         drop(norm);
         let mut up = http::uri::Parts::default();
         up.path_and_query = Some(pq);
-        if let Some((a, tls)) = authority {
-            up.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
-            up.authority = Some(a.clone());
-        }
+        // Plain HTTP/1.1 goes out as written (origin-form, our `Host`); h2c needs the authority
+        // in the URI (`:authority`), and the https pool the scheme and authority to connect.
+        let upstream_host = match upstream {
+            Some((authority, _, tls)) if tls || route.protocol == Protocol::H2c => {
+                up.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+                up.authority = Some(authority.clone());
+                None
+            }
+            Some((_, host, _)) => Some(host),
+            None => None,
+        };
         parts.uri = Uri::from_parts(up).expect("scheme, authority and path are valid");
-        if route.preserve_host {
-            if let Some(h) = client_host {
+        match (route.preserve_host, client_host) {
+            (true, Some(h)) => {
                 parts.headers.insert(HOST, h);
             }
-        } else {
-            // The pool's client writes the upstream's authority.
-            parts.headers.remove(HOST);
+            _ => match upstream_host {
+                Some(h) => {
+                    parts.headers.insert(HOST, h.clone());
+                }
+                // The h2c and https pools write the upstream's authority; a service, its instance's.
+                None => {
+                    parts.headers.remove(HOST);
+                }
+            },
         }
         parts.version = match route.protocol {
             Protocol::Http1 => Version::HTTP_11,
@@ -717,7 +759,7 @@ impl State {
     fn call(route: &Route, req: Request<RequestBody>) -> Self {
         match &route.breaker {
             None => State::Direct {
-                fut: tower_service::Service::call(&mut route.call.clone(), req),
+                fut: route.call.send(req),
             },
             Some(b) => State::Breaker {
                 fut: tower_service::Service::call(&mut b.svc.clone(), req),
@@ -753,7 +795,7 @@ impl Retry {
 
 /// One attempt's outcome.
 enum Attempt {
-    Response(Response<Incoming>),
+    Response(Response<UpstreamBody>),
     /// Upstream error or timeout (may be retried).
     Failed(crate::BoxError),
     /// Answered by the gateway (breaker fallback, 413): final.
@@ -944,7 +986,7 @@ impl Future for ResponseFuture {
                 }
             }
             break match attempt {
-                Attempt::Response(r) => r.map(GatewayBody::upstream),
+                Attempt::Response(r) => r.map(GatewayBody::from_upstream),
                 Attempt::Answered(r) => r,
                 Attempt::Failed(e) => match &route.breaker {
                     Some(b) if !has_cause::<BodyTooLarge>(&*e) => {

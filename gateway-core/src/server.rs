@@ -1,15 +1,19 @@
 //! Accept loop with limits and graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Limits;
 use crate::proxy::Gateway;
+
+/// hyper's default header count limit (`DEFAULT_MAX_HEADERS` in `hyper::proto::h1::role`).
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// Serves the gateway on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
 /// accepting and waits up to `drain` for requests in flight to finish. Returns how many
@@ -60,9 +64,13 @@ fn conn_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .max_headers(limits.max_header_count)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .header_read_timeout(limits.header_read_timeout);
+    // hyper's own limit is 100 headers, parsed into stack arrays; an explicit limit (even 100)
+    // makes it fill two heap vectors of that length per request.
+    if limits.max_header_count != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_header_count);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -79,6 +87,33 @@ async fn drain_connections(graceful: GracefulShutdown, drain: Duration) -> std::
         () = tokio::time::sleep(drain) => open.max(1),
     };
     Ok(left)
+}
+
+/// Binds `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`), so several listeners (one per worker
+/// thread, each on its own runtime) share the port and the kernel spreads new connections
+/// between them. Call it again with the first listener's address for each further worker.
+///
+/// Must be called within a Tokio runtime; the returned listener is a std one, to be
+/// registered with the worker's runtime by `TcpListener::from_std`.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let first = palisade_gateway::reuseport_listener("127.0.0.1:0".parse().unwrap())?;
+/// let second = palisade_gateway::reuseport_listener(first.local_addr()?)?;
+/// assert_eq!(first.local_addr()?, second.local_addr()?);
+/// # Ok(()) }
+/// ```
+pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(4096)?.into_std()?;
+    Ok(listener)
 }
 
 // gwsec: the TLS listener. Integration point: each accepted `TcpStream` is wrapped by the

@@ -457,3 +457,66 @@ async fn upgrade_without_connection_upgrade_is_not_forwarded() {
     assert_eq!(raw_status(&resp), 200, "{resp}");
     assert!(!resp.contains("\"upgrade\""), "{resp}");
 }
+
+/// Thread per core: two workers, each a single-threaded runtime on its own `SO_REUSEPORT`
+/// listener of one port, both serve; the kernel spreads connections between them.
+#[tokio::test]
+async fn reuseport_workers_share_one_port() {
+    let b = backend("b").await;
+    let first = palisade_gateway::reuseport_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = first.local_addr().unwrap();
+    let second = palisade_gateway::reuseport_listener(addr).unwrap();
+    let mut stops = Vec::new();
+    let mut workers = Vec::new();
+    for (name, listener) in [("one", first), ("two", second)] {
+        // Each worker tags its answers, so the test sees which one served.
+        let cfg = parse(&one_route(
+            b.addr,
+            &format!(
+                "    filters: [ {{ set_response_header: {{ name: x-worker, value: {name} }} }} ]\n"
+            ),
+        ));
+        let gateway = palisade_gateway::Gateway::builder(cfg.clone())
+            .build()
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        stops.push(tx);
+        workers.push(std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let stop = async move {
+                        let _ = rx.await;
+                    };
+                    palisade_gateway::serve(listener, gateway, cfg.limits, stop, WAIT).await
+                })
+        }));
+    }
+    let mut served = std::collections::HashMap::<String, usize>::new();
+    // A new connection per request (`raw` closes it): 64 four-tuples, so the chance that the
+    // kernel's hash sends them all to one listener is 2^-63.
+    for _ in 0..64 {
+        let resp = raw(
+            addr,
+            b"GET /x HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(raw_status(&resp), 200, "{resp}");
+        let worker = resp
+            .lines()
+            .find_map(|l| l.strip_prefix("x-worker: "))
+            .expect("tagged by a worker")
+            .to_owned();
+        *served.entry(worker).or_default() += 1;
+    }
+    assert_eq!(served.len(), 2, "both workers served: {served:?}");
+    for tx in stops {
+        let _ = tx.send(());
+    }
+    for w in workers {
+        assert_eq!(w.join().unwrap().unwrap(), 0, "drained cleanly");
+    }
+}

@@ -134,6 +134,37 @@ async fn too_many_or_too_large_headers_are_refused() {
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// The default limit (100 headers) is hyper's own, so the server leaves it to hyper: check that
+/// it still holds.
+#[tokio::test]
+async fn the_default_header_count_limit_is_100() {
+    let b = backend("b").await;
+    let gw = start(&format!(
+        "routes:\n  - id: r\n    upstream: http://{}\n",
+        b.addr
+    ))
+    .await;
+    let with_headers = |n: usize| {
+        // Host and Connection count too.
+        let mut r = String::from("GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for i in 0..n - 2 {
+            r.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        r.push_str("\r\n");
+        r
+    };
+    // (90: the gateway adds its own headers, and the test backend has hyper's limit too.)
+    assert_eq!(
+        raw_status(&raw(gw.addr, with_headers(90).as_bytes()).await),
+        200
+    );
+    assert_eq!(
+        raw_status(&raw(gw.addr, with_headers(101).as_bytes()).await),
+        431
+    );
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
     let b = backend("b").await;

@@ -1,5 +1,10 @@
 //! `palisade-gateway ROUTES.yaml [--workers N]`: serves the routes file, reloads it when it changes (or on
 //! SIGHUP), serves the admin API if configured, and drains in-flight requests on SIGTERM/Ctrl-C.
+//!
+//! Thread per core: `N` worker threads (default: the CPUs available), each a single-threaded
+//! Tokio runtime with its own `SO_REUSEPORT` listener and its own upstream pool, so a request
+//! never crosses threads. The main thread is worker 0 and also runs the admin listener, the
+//! routes-file watcher and the signal handlers.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +12,10 @@ use std::time::Duration;
 use palisade_gateway::config::GatewayConfig;
 use palisade_gateway::{Gateway, admin, reload};
 use tokio::signal::unix::{SignalKind, signal};
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -38,11 +47,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        rt.worker_threads(n);
-    }
-    let rt = rt.enable_all().build().expect("tokio runtime");
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let rt = current_thread_runtime();
     rt.block_on(async move {
         let mut builder = Gateway::builder(cfg.clone()).file(&file);
         if let Some(url) = &cfg.redis {
@@ -80,7 +88,24 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        let mut listeners = Vec::with_capacity(workers);
+        let mut addr = cfg.listen;
+        for _ in 0..workers {
+            match palisade_gateway::reuseport_listener(addr) {
+                Ok(l) => {
+                    // Port 0: the further workers join the port the first one got.
+                    if let Ok(a) = l.local_addr() {
+                        addr = a;
+                    }
+                    listeners.push(l);
+                }
+                Err(e) => {
+                    eprintln!("error: cannot listen on {}: {e}", cfg.listen);
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        let listener = match tokio::net::TcpListener::from_std(listeners.remove(0)) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("error: cannot listen on {}: {e}", cfg.listen);
@@ -105,6 +130,42 @@ fn main() -> ExitCode {
                 },
             ));
         }
+        let threads: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let gateway = gateway.clone();
+                let limits = cfg.limits;
+                let drain = cfg.drain_timeout;
+                let mut rx = stop_rx.clone();
+                let tls = tls.clone();
+                std::thread::Builder::new()
+                    .name(format!("palisade-worker-{}", i + 1))
+                    .spawn(move || {
+                        current_thread_runtime().block_on(async move {
+                            let listener = tokio::net::TcpListener::from_std(l)?;
+                            let shutdown = async move {
+                                let _ = rx.wait_for(|s| *s).await;
+                            };
+                            match tls {
+                                Some(t) => {
+                                    palisade_gateway::serve_tls(
+                                        listener, gateway, limits, t, shutdown, drain,
+                                    )
+                                    .await
+                                }
+                                None => {
+                                    palisade_gateway::serve(
+                                        listener, gateway, limits, shutdown, drain,
+                                    )
+                                    .await
+                                }
+                            }
+                        })
+                    })
+                    .expect("spawn a worker thread")
+            })
+            .collect();
         let _watcher =
             match reload::watch_routes_file(gateway.clone(), &file, Duration::from_millis(100)) {
                 Ok(w) => Some(w),
@@ -152,7 +213,7 @@ fn main() -> ExitCode {
             }
             let _ = stop_tx.send(true);
         };
-        let served = match tls {
+        let mut result = match tls {
             Some(t) => {
                 palisade_gateway::serve_tls(
                     listener,
@@ -169,7 +230,16 @@ fn main() -> ExitCode {
                     .await
             }
         };
-        match served {
+        for t in threads {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a worker thread panicked")));
+            result = match (result, r) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        match result {
             Ok(0) => ExitCode::SUCCESS,
             Ok(n) => {
                 tracing::warn!(open = n, "drain timeout passed with connections open");
@@ -181,4 +251,11 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
