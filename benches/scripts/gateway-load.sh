@@ -26,7 +26,7 @@ for tool in wrk nginx haproxy redis-server redis-cli taskset; do
 done
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$ROOT" && CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+  (cd "$ROOT" && export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 &&
     cargo build --release -p palisade-gateway --features mimalloc --bin palisade-gateway &&
     # The example is built on its own: building it with the binary would unify the dev-dependencies'
     # features (tokio's test-util, whose clock checks for pause) into the gateway binary.
