@@ -61,3 +61,7 @@ pub use backend::{
 pub use cipher::{Cipher, CipherError};
 pub use git::GitBackend;
 pub use server::{ConfigServer, V2_MEDIA_TYPE};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

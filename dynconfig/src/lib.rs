@@ -109,3 +109,7 @@ pub fn resolve_placeholders(tree: &serde_json::Value) -> Result<serde_json::Valu
 pub fn expand_placeholders(tree: &serde_json::Value, text: &str) -> String {
     placeholder::expand(tree, text, 0, true).unwrap_or_else(|_| text.to_owned())
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
