@@ -152,6 +152,15 @@ cpu_of() {
   done
   echo "$total"
 }
+# Kernel CPU seconds (stime) of the same processes: the loopback TCP work lands here.
+sys_of() {
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{print $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
 TICKS=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v }'; }
 
@@ -163,17 +172,20 @@ ORDER=(direct nginx haproxy gateway-min gateway-typical gateway-typical-rl)
 for round in $(seq 1 "$ROUNDS"); do
   for t in "${ORDER[@]}"; do
     be0=$(cpu_of $PID_BE); px0=0; [ -n "${PROXY[$t]}" ] && px0=$(cpu_of "${PROXY[$t]}")
+    bs0=$(sys_of $PID_BE); ps0=0; [ -n "${PROXY[$t]}" ] && ps0=$(sys_of "${PROXY[$t]}")
     out=$($WRK_PIN wrk -t1 -c"$CONNS" -d"$DUR" --latency "http://127.0.0.1:${URL[$t]}/")
     be1=$(cpu_of $PID_BE); px1=0; [ -n "${PROXY[$t]}" ] && px1=$(cpu_of "${PROXY[$t]}")
+    bs1=$(sys_of $PID_BE); ps1=0; [ -n "${PROXY[$t]}" ] && ps1=$(sys_of "${PROXY[$t]}")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     total=$(awk '/requests in/ {print $1}' <<<"$out")
     p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
     errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
     # Proxy CPU per request in microseconds (backend excluded); direct: the backend's own.
-    if [ -n "${PROXY[$t]}" ]; then ticks=$((px1 - px0)); else ticks=$((be1 - be0)); fi
+    if [ -n "${PROXY[$t]}" ]; then ticks=$((px1 - px0)); sticks=$((ps1 - ps0)); else ticks=$((be1 - be0)); sticks=$((bs1 - bs0)); fi
     us=$(awk -v t="$ticks" -v hz="$TICKS" -v n="$total" 'BEGIN{ printf "%.1f", (n>0) ? t/hz/n*1e6 : 0 }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p99" "$us" "$errs" >> "$RESULTS"
-    printf 'round %s %-16s %10s req/s  p99 %7s ms  proxy CPU %6s us/req %s\n' "$round" "$t" "$rps" "$p99" "$us" "$errs"
+    sus=$(awk -v t="$sticks" -v hz="$TICKS" -v n="$total" 'BEGIN{ printf "%.1f", (n>0) ? t/hz/n*1e6 : 0 }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p99" "$us" "$sus" "$errs" >> "$RESULTS"
+    printf 'round %s %-16s %10s req/s  p99 %7s ms  proxy CPU %6s us/req (kernel %5s) %s\n' "$round" "$t" "$rps" "$p99" "$us" "$sus" "$errs"
   done
 done
 
@@ -181,15 +193,16 @@ echo
 echo "mode=$MODE rounds=$ROUNDS duration=$DUR conns=$CONNS (median of rounds; req/s min-max)"
 median() { sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 declare -A MED
-printf '| target | req/s median (min-max) | p99 ms (median) | proxy CPU us/req (median) |\n|---|---|---|---|\n'
+printf '| target | req/s median (min-max) | p99 ms (median) | proxy CPU us/req (median) | of which kernel |\n|---|---|---|---|---|\n'
 for t in "${ORDER[@]}"; do
   r=$(awk -v t="$t" '$2==t {print $3}' "$RESULTS" | median)
   lo=$(awk -v t="$t" '$2==t {print $3}' "$RESULTS" | sort -n | head -1)
   hi=$(awk -v t="$t" '$2==t {print $3}' "$RESULTS" | sort -n | tail -1)
   p=$(awk -v t="$t" '$2==t {print $4}' "$RESULTS" | median)
   u=$(awk -v t="$t" '$2==t {print $5}' "$RESULTS" | median)
+  k=$(awk -v t="$t" '$2==t {print $6}' "$RESULTS" | median)
   MED[$t]=$r
-  printf '| %s | %s (%s-%s) | %s | %s |\n' "$t" "$r" "$lo" "$hi" "$p" "$u"
+  printf '| %s | %s (%s-%s) | %s | %s | %s |\n' "$t" "$r" "$lo" "$hi" "$p" "$u" "$k"
 done
 echo
 for g in gateway-min gateway-typical gateway-typical-rl; do
