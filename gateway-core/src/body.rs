@@ -19,6 +19,9 @@ pin_project! {
     pub struct GatewayBody {
         #[pin]
         inner: Inner,
+        // gw2: the route's bulkhead slot, held until the body ends or is dropped, so that a
+        // streamed response counts as in flight until the exchange completes.
+        slot: Option<crate::limits::Slot>,
     }
 }
 
@@ -38,12 +41,14 @@ impl GatewayBody {
             inner: Inner::Full {
                 data: (!data.is_empty()).then_some(data),
             },
+            slot: None,
         }
     }
     /// An empty body.
     pub fn empty() -> Self {
         GatewayBody {
             inner: Inner::Full { data: None },
+            slot: None,
         }
     }
     /// The upstream's body, streamed through.
@@ -54,6 +59,15 @@ impl GatewayBody {
     pub(crate) fn from_upstream(body: UpstreamBody) -> Self {
         GatewayBody {
             inner: Inner::Upstream { body },
+            slot: None,
+        }
+    }
+
+    /// gw2: keeps the route's bulkhead slot until this body ends or is dropped. A body that
+    /// has already ended (or a gateway-written one) lets it go at once.
+    pub(crate) fn hold(&mut self, slot: Option<crate::limits::Slot>) {
+        if matches!(self.inner, Inner::Upstream { .. }) && !http_body::Body::is_end_stream(self) {
+            self.slot = slot;
         }
     }
 }
@@ -77,8 +91,16 @@ impl Body for GatewayBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.project().inner.project() {
-            InnerProj::Upstream { body } => body.poll_frame(cx),
+        let this = self.project();
+        match this.inner.project() {
+            InnerProj::Upstream { body } => {
+                let r = ready!(body.poll_frame(cx));
+                if !matches!(r, Some(Ok(_))) {
+                    // End or error: the exchange is over, give the slot back now.
+                    *this.slot = None;
+                }
+                Poll::Ready(r)
+            }
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }

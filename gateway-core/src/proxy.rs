@@ -686,7 +686,7 @@ struct Finish {
     // wip/gwlb
     /// The local rate limit's verdict (for the `RateLimit-*` headers).
     local_limit: Option<crate::limits::RateInfo>,
-    /// The route's bulkhead slot, held until the response head is returned.
+    /// The route's bulkhead slot, held until the response body ends (or is dropped).
     slot: Option<crate::limits::Slot>,
     /// gwsec: the `Access-Control-Allow-Origin` to send, when the route has CORS.
     cors_origin: Option<HeaderValue>,
@@ -1014,7 +1014,8 @@ impl Future for ResponseFuture {
         if let Some(info) = &finish.local_limit {
             info.apply(resp.headers_mut());
         }
-        drop(finish.slot.take());
+        // gw2: the slot stays with a streamed body until it ends or is dropped.
+        let slot = finish.slot.take();
         if let Some((limit, left)) = finish.limit {
             resp.headers_mut()
                 .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
@@ -1033,6 +1034,8 @@ impl Future for ResponseFuture {
                 // A 101 to a request that did not ask for one cannot be honoured.
                 _ => resp = local(StatusCode::BAD_GATEWAY, "unexpected protocol switch\n"),
             }
+        } else {
+            resp.body_mut().hold(slot);
         }
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);
