@@ -597,7 +597,9 @@ impl GatewayConnection {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::H2c => Version::HTTP_2,
         };
-        let bodiless = !parts.headers.contains_key(TRANSFER_ENCODING)
+        // gw2: only routes that retry need to know (two hashed lookups spared elsewhere).
+        let bodiless = route.replay.is_some()
+            && !parts.headers.contains_key(TRANSFER_ENCODING)
             && parts
                 .headers
                 .get(CONTENT_LENGTH)
