@@ -851,7 +851,7 @@ impl GatewayConfig {
                     file,
                     line,
                     format!("routes[{i}].protocol"),
-                    "lb:// upstreams speak HTTP/1.1 only (h2c is for http:// upstreams)".into(),
+                    "the protocol of lb:// instances comes from their registry metadata (`protocol: h2c`), not from the route".into(),
                 ));
             }
             // wip/gwlb: admission limits.
