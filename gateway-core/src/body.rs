@@ -19,6 +19,9 @@ pin_project! {
     pub struct GatewayBody {
         #[pin]
         inner: Inner,
+        // gw2: the route's bulkhead slot, held until the body ends or is dropped, so that a
+        // streamed response counts as in flight until the exchange completes.
+        slot: Option<crate::limits::Slot>,
     }
 }
 
@@ -38,12 +41,14 @@ impl GatewayBody {
             inner: Inner::Full {
                 data: (!data.is_empty()).then_some(data),
             },
+            slot: None,
         }
     }
     /// An empty body.
     pub fn empty() -> Self {
         GatewayBody {
             inner: Inner::Full { data: None },
+            slot: None,
         }
     }
     /// The upstream's body, streamed through.
@@ -54,6 +59,15 @@ impl GatewayBody {
     pub(crate) fn from_upstream(body: UpstreamBody) -> Self {
         GatewayBody {
             inner: Inner::Upstream { body },
+            slot: None,
+        }
+    }
+
+    /// gw2: keeps the route's bulkhead slot until this body ends or is dropped. A body that
+    /// has already ended (or a gateway-written one) lets it go at once.
+    pub(crate) fn hold(&mut self, slot: Option<crate::limits::Slot>) {
+        if matches!(self.inner, Inner::Upstream { .. }) && !http_body::Body::is_end_stream(self) {
+            self.slot = slot;
         }
     }
 }
@@ -77,8 +91,16 @@ impl Body for GatewayBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.project().inner.project() {
-            InnerProj::Upstream { body } => body.poll_frame(cx),
+        let this = self.project();
+        match this.inner.project() {
+            InnerProj::Upstream { body } => {
+                let r = ready!(body.poll_frame(cx));
+                if !matches!(r, Some(Ok(_))) {
+                    // End or error: the exchange is over, give the slot back now.
+                    *this.slot = None;
+                }
+                Poll::Ready(r)
+            }
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -187,34 +209,38 @@ impl std::error::Error for BodyTooLarge {}
 /// The client's request body on its way upstream, cut off with [`BodyTooLarge`] once it passes
 /// the limit; or empty (a replayed bodiless request).
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    // gw2: one of three sources, as an enum so the body (moved with its request through every
+    // stage of a call) stays small.
+    src: Src,
     remaining: u64,
-    // wip/gwlb: a body kept for retries (see `crate::replay`); read instead of `inner`.
-    replay: Option<palisade_breaker::retry::ReplayBody<RequestBody>>,
+}
+
+enum Src {
+    Incoming(Incoming),
+    // wip/gwlb: a body kept for retries (see `crate::replay`).
+    Replay(palisade_breaker::retry::ReplayBody<RequestBody>),
+    Empty,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: u64) -> Self {
         RequestBody {
-            inner: Some(inner),
+            src: Src::Incoming(inner),
             remaining: limit,
-            replay: None,
         }
     }
     /// A body that records what it streams so that a retry can send it again.
     pub(crate) fn replaying(body: palisade_breaker::retry::ReplayBody<RequestBody>) -> Self {
         RequestBody {
-            inner: None,
+            src: Src::Replay(body),
             remaining: 0,
-            replay: Some(body),
         }
     }
     /// An empty body.
     pub fn empty() -> Self {
         RequestBody {
-            inner: None,
+            src: Src::Empty,
             remaining: 0,
-            replay: None,
         }
     }
 }
@@ -236,11 +262,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(r) = this.replay.as_mut() {
-            return Pin::new(r).poll_frame(cx);
-        }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
+        let inner = match &mut this.src {
+            Src::Replay(r) => return Pin::new(r).poll_frame(cx),
+            Src::Empty => return Poll::Ready(None),
+            Src::Incoming(inner) => inner,
         };
         match ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
@@ -259,19 +284,29 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        if let Some(r) = &self.replay {
-            return r.is_end_stream();
+        match &self.src {
+            Src::Replay(r) => r.is_end_stream(),
+            Src::Incoming(b) => b.is_end_stream(),
+            Src::Empty => true,
         }
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        if let Some(r) = &self.replay {
-            return r.size_hint();
+        match &self.src {
+            Src::Replay(r) => r.size_hint(),
+            Src::Incoming(b) => b.size_hint(),
+            Src::Empty => SizeHint::with_exact(0),
         }
-        match &self.inner {
-            Some(b) => b.size_hint(),
-            None => SizeHint::with_exact(0),
-        }
+    }
+}
+
+// gw2: the request body is moved with its request through every stage of a call (handler,
+// breaker, pool, hyper's dispatch channel): keep it small.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    #[test]
+    fn request_body_stays_small() {
+        let n = std::mem::size_of::<super::RequestBody>();
+        assert!(n <= 48, "RequestBody is {n} bytes");
     }
 }

@@ -77,6 +77,38 @@ pub struct GatewayConfig {
     /// The registry `lb://` upstreams are resolved in (read at start): see [`crate::lb`].
     #[serde(default)]
     pub registry: Option<crate::lb::RegistryConfig>,
+    // gw2: the binary's routes from dynconfig.
+    /// Take the routes from a `palisade-dynconfig` key instead of this file's `routes` (read at
+    /// start; see [`DynconfigSourceConfig`]). The library's equivalent is
+    /// [`crate::source::follow_dynconfig`].
+    #[serde(default)]
+    pub dynconfig: Option<DynconfigSourceConfig>,
+}
+
+/// gw2: where the binary takes its routes from when they live in dynconfig: `key` of the
+/// dynconfig configuration layered from `files` (later files win; YAML, JSON, TOML or
+/// `.properties` by extension), watched for changes. The value of `key` is a routes document
+/// (the same YAML as a routes file); each new value is checked like a routes file and a bad one
+/// is refused with `dynconfig:KEY:line:column: key: message`, the routes in use staying.
+///
+/// ```yaml
+/// listen: 0.0.0.0:8080
+/// dynconfig: { files: [/etc/palisade/app.yaml], key: gateway.routes }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynconfigSourceConfig {
+    /// The dynconfig file layers, lowest priority first.
+    pub files: Vec<std::path::PathBuf>,
+    /// The key whose string value is the routes document (`gateway.routes`).
+    pub key: String,
+    /// How long the files must be quiet before a change is read (default 100ms).
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+}
+
+fn default_debounce() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_listen() -> SocketAddr {
@@ -719,6 +751,28 @@ impl GatewayConfig {
 
     /// Checks that need the whole document: unique ids, set_path captures.
     fn check(&self, text: &str, file: &Path) -> Result<(), RoutesError> {
+        // gw2: routes come from one place.
+        if let Some(d) = &self.dynconfig {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("dynconfig:"))
+                .map(|i| i + 1);
+            let bad = if d.files.is_empty() {
+                Some(("dynconfig.files", "at least one file is needed"))
+            } else if d.key.trim().is_empty() {
+                Some(("dynconfig.key", "empty key"))
+            } else if !self.routes.is_empty() {
+                Some((
+                    "dynconfig",
+                    "the routes come from dynconfig: remove this file's `routes`",
+                ))
+            } else {
+                None
+            };
+            if let Some((k, m)) = bad {
+                return Err(RoutesError::new(file, line, k.into(), m.into()));
+            }
+        }
         // wip/gwlb: the registry section.
         if let Some(reg) = &self.registry
             && let Err((k, m)) = reg.validate()
@@ -797,7 +851,7 @@ impl GatewayConfig {
                     file,
                     line,
                     format!("routes[{i}].protocol"),
-                    "lb:// upstreams speak HTTP/1.1 only (h2c is for http:// upstreams)".into(),
+                    "the protocol of lb:// instances comes from their registry metadata (`protocol: h2c`), not from the route".into(),
                 ));
             }
             // wip/gwlb: admission limits.

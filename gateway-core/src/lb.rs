@@ -25,6 +25,11 @@
 //! While a service has no `UP` instance, requests get `503` with
 //! `no instance of service `name` is up`.
 //!
+//! An instance is spoken to over HTTP/1.1, or over h2c (HTTP/2 with prior knowledge, one
+//! multiplexed connection) when its registry metadata has `protocol: h2c` (`http1` is the
+//! default; another value leaves the instance out, with a WARN log). The route's own
+//! `protocol` stays `http1` for `lb://`: the protocol is the instance's.
+//!
 //! Picking is one short critical section (the balancer's `poll_ready` and `call`, no await,
 //! never held across the upstream call).
 
@@ -123,11 +128,14 @@ impl fmt::Display for NoInstances {
 
 impl std::error::Error for NoInstances {}
 
-/// Sends a request (origin-form URI) to one instance over the shared pool.
+/// Sends a request (origin-form URI) to one instance over the shared pool (HTTP/1.1, or the
+/// h2c pool for an instance whose metadata says `protocol: h2c`).
 #[derive(Clone)]
 pub(crate) struct InstanceCall {
     http: HttpClient,
     authority: Authority,
+    // gw2: HTTP/2 with prior knowledge to this instance.
+    h2c: bool,
 }
 
 impl Service<Request<RequestBody>> for InstanceCall {
@@ -148,6 +156,9 @@ impl Service<Request<RequestBody>> for InstanceCall {
             up.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
         parts.uri = Uri::from_parts(up).expect("scheme, authority and path are set");
+        if self.h2c {
+            parts.version = http::Version::HTTP_2;
+        }
         self.http.request(Request::from_parts(parts, body))
     }
 }
@@ -156,6 +167,7 @@ impl Service<Request<RequestBody>> for InstanceCall {
 struct Instances {
     inner: EndpointDiscover,
     http: HttpClient,
+    h2c: HttpClient,
     service: Arc<str>,
     /// Keys inserted into the balancer (instances without a usable address are left out, and
     /// so are their removals).
@@ -193,11 +205,25 @@ impl Stream for Instances {
                     if let Some(w) = e.metadata.get("weight").and_then(|w| w.parse().ok()) {
                         md = md.weight(w);
                     }
-                    tracing::debug!(service = %self.service, instance = %id, %authority, "instance added");
+                    // gw2: the instance's protocol from its metadata (`protocol: h2c`).
+                    let h2c = match e.metadata.get("protocol").map(String::as_str) {
+                        None | Some("http1" | "http/1.1") => false,
+                        Some("h2c") => true,
+                        Some(other) => {
+                            tracing::warn!(service = %self.service, instance = %id, protocol = other, "unknown protocol in the instance metadata (http1 or h2c); skipped");
+                            continue;
+                        }
+                    };
+                    tracing::debug!(service = %self.service, instance = %id, %authority, h2c, "instance added");
                     self.known.insert(id.clone());
                     let svc = InstanceCall {
-                        http: self.http.clone(),
+                        http: if h2c {
+                            self.h2c.clone()
+                        } else {
+                            self.http.clone()
+                        },
                         authority,
+                        h2c,
                     };
                     return Poll::Ready(Some(Ok(Change::Insert(
                         id,
@@ -278,6 +304,7 @@ impl Service<Request<RequestBody>> for LbService {
 struct ResolverInner {
     client: RegistryClient,
     http: HttpClient,
+    h2c: HttpClient,
     balancer: palisade_balancer::Config,
     services: Mutex<HashMap<String, (UpstreamService, palisade_balancer::Handle)>>,
     refresh: Option<tokio::task::JoinHandle<()>>,
@@ -342,10 +369,12 @@ impl RegistryResolver {
 
     /// Uses an existing client (refreshed by its owner) with `balancer` settings.
     pub fn from_client(client: RegistryClient, balancer: palisade_balancer::Config) -> Self {
+        let clients = crate::upstream::Clients::new();
         RegistryResolver {
             inner: Arc::new(ResolverInner {
                 client,
-                http: crate::upstream::Clients::new().h1.clone(),
+                http: clients.h1.clone(),
+                h2c: clients.h2c.clone(),
                 balancer,
                 services: Mutex::new(HashMap::new()),
                 refresh: None,
@@ -384,6 +413,7 @@ impl UpstreamResolver for RegistryResolver {
         let instances = Instances {
             inner: self.inner.client.discover_app(name),
             http: self.inner.http.clone(),
+            h2c: self.inner.h2c.clone(),
             service: service.clone(),
             known: HashSet::new(),
         };

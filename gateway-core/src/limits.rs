@@ -17,8 +17,10 @@
 //! answer of a limited route carries `RateLimit-Limit` (the burst), `RateLimit-Remaining` and
 //! `RateLimit-Reset` (seconds until the key is back to a full burst). A full bulkhead gives
 //! `503` (`route at capacity`) once `max_wait` has passed. The slot is held from admission
-//! until the response head is returned (retries included), and given back if the client goes
-//! away first.
+//! until the exchange completes (retries included): a streamed response body keeps it until
+//! its end (or an error), or until it is dropped (the client went away); gateway-written
+//! answers and `101` upgrades give it back with the head. It is given back if the client goes
+//! away before the head too.
 //!
 //! Both keep their state across reloads for as long as the route id exists, and a changed
 //! setting is applied in place (`reconfigure`), like the routes' circuit breakers.

@@ -597,7 +597,9 @@ impl GatewayConnection {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::H2c => Version::HTTP_2,
         };
-        let bodiless = !parts.headers.contains_key(TRANSFER_ENCODING)
+        // gw2: only routes that retry need to know (two hashed lookups spared elsewhere).
+        let bodiless = route.replay.is_some()
+            && !parts.headers.contains_key(TRANSFER_ENCODING)
             && parts
                 .headers
                 .get(CONTENT_LENGTH)
@@ -609,14 +611,16 @@ impl GatewayConnection {
             .as_ref()
             .filter(|p| p.retryable(&parts.method) && (bodiless || p.keeps_bodies()));
         let mut retry = match (&route.retry, replay) {
-            (Some((attempts, _)), Some(_)) => Some(Retry {
+            // gw2: boxed, so routes without retries do not move its ~450 bytes around with
+            // every poll; routes with retries clone the headers anyway.
+            (Some((attempts, _)), Some(_)) => Some(Box::new(Retry {
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
                 headers: parts.headers.clone(),
                 left: *attempts,
                 saved: None,
-            }),
+            })),
             _ => None,
         };
         let mut req = Request::from_parts(
@@ -686,7 +690,7 @@ struct Finish {
     // wip/gwlb
     /// The local rate limit's verdict (for the `RateLimit-*` headers).
     local_limit: Option<crate::limits::RateInfo>,
-    /// The route's bulkhead slot, held until the response head is returned.
+    /// The route's bulkhead slot, held until the response body ends (or is dropped).
     slot: Option<crate::limits::Slot>,
     /// gwsec: the `Access-Control-Allow-Origin` to send, when the route has CORS.
     cors_origin: Option<HeaderValue>,
@@ -807,7 +811,7 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         state: State,
-        retry: Option<Retry>,
+        retry: Option<Box<Retry>>,
         finish: Option<Finish>,
     }
 }
@@ -1014,7 +1018,8 @@ impl Future for ResponseFuture {
         if let Some(info) = &finish.local_limit {
             info.apply(resp.headers_mut());
         }
-        drop(finish.slot.take());
+        // gw2: the slot stays with a streamed body until it ends or is dropped.
+        let slot = finish.slot.take();
         if let Some((limit, left)) = finish.limit {
             resp.headers_mut()
                 .insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
@@ -1033,6 +1038,8 @@ impl Future for ResponseFuture {
                 // A 101 to a request that did not ask for one cannot be honoured.
                 _ => resp = local(StatusCode::BAD_GATEWAY, "unexpected protocol switch\n"),
             }
+        } else {
+            resp.body_mut().hold(slot);
         }
         let elapsed = finish.start.elapsed();
         finish.route.stats.record(resp.status().as_u16(), elapsed);
@@ -1070,5 +1077,19 @@ impl hyper::service::Service<Request<Incoming>> for GatewayConnection {
 
     fn call(&self, req: Request<Incoming>) -> ResponseFuture {
         self.handle(req)
+    }
+}
+
+// gw2: the response future is moved into hyper's dispatcher for every request, and every
+// byte of it is copied: a retry's state (~450 bytes) is boxed, and only on routes with retries.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    #[test]
+    fn response_future_stays_small() {
+        let n = std::mem::size_of::<super::ResponseFuture>();
+        assert!(
+            n <= 768,
+            "ResponseFuture is {n} bytes (1168 with the retry state inline)"
+        );
     }
 }

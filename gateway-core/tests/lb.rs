@@ -215,3 +215,80 @@ routes:
         .sum();
     assert!(rest >= 8 * 60 + 20 - b_hits, "{rest}");
 }
+
+/// gw2: an instance that speaks HTTP/2 only (prior knowledge), answering with the version it got.
+async fn h2c_instance() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| {
+                        let v = format!("{:?}", req.version());
+                        async move {
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(v))))
+                        }
+                    });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_speaks_h2c_to_instances_whose_metadata_says_so() {
+    let (url, _stop) = registry().await;
+    let registrar = RegistryClient::new(ClientConfig {
+        service_urls: vec![ServiceUrl::new(url.clone())],
+        ..Default::default()
+    })
+    .unwrap();
+    let h2 = h2c_instance().await;
+    let mut rec = record("GRPCISH", "grpcish-1", h2);
+    rec.metadata.insert("protocol".into(), "h2c".into());
+    registrar.register(&rec).await.unwrap();
+    // An unknown protocol: the instance is left out.
+    let mut odd = record("ODD", "odd-1", h2);
+    odd.metadata.insert("protocol".into(), "h3".into());
+    registrar.register(&odd).await.unwrap();
+
+    let cfg = parse(&format!(
+        r#"
+registry: {{ urls: [ "{url}" ], refresh_interval: 100ms }}
+routes:
+  - {{ id: g, upstream: "lb://grpcish", predicates: {{ path_prefix: /g }} }}
+  - {{ id: o, upstream: "lb://odd", predicates: {{ path_prefix: /o }} }}
+"#
+    ));
+    let resolver = RegistryResolver::new(cfg.registry.as_ref().unwrap()).unwrap();
+    let gw = start_with(cfg, |b| b.resolver(Arc::new(resolver.clone()))).await;
+    let addr = gw.addr;
+    let c = client();
+    // The HTTP/2-only instance answers (an HTTP/1.1 request would fail on its connection).
+    wait_for("the h2c instance answered", async || {
+        let r = send_with(&c, get(addr, "/g/1").body(Full::default()).unwrap()).await;
+        assert!(
+            r.status == 200 || r.status == 503,
+            "{} {}",
+            r.status,
+            r.body
+        );
+        r.status == 200
+    })
+    .await;
+    for _ in 0..5 {
+        let r = send_with(&c, get(addr, "/g/2").body(Full::default()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "HTTP/2.0");
+    }
+    // The registry copy holding `grpcish` holds `odd` too: left out, so no instance is up.
+    let r = send_with(&c, get(addr, "/o/1").body(Full::default()).unwrap()).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, "no instance of service `odd` is up\n");
+}

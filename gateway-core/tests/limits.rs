@@ -259,3 +259,78 @@ routes:
     // Another client behind the same proxy has its own budget.
     assert_eq!(from("203.0.113.8").await.status, 200);
 }
+
+// gw2: the slot is the whole exchange's, not just the response head's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulkhead_slot_is_held_until_the_streamed_body_ends_or_is_dropped() {
+    use http_body_util::BodyExt;
+    let b = backend("b").await;
+    let gw = start(&routes(
+        b.addr,
+        r#"
+routes:
+  - id: one-at-a-time
+    upstream: BACKEND
+    bulkhead: { max_concurrent: 1, max_wait: 0s }
+"#,
+    ))
+    .await;
+    let addr = gw.addr;
+    let wait = Duration::from_secs(10);
+
+    // The head is back but the body is still streaming: the exchange is in flight.
+    let resp = client()
+        .request(get(addr, "/stream-down").body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(wait, body.frame())
+        .await
+        .expect("first chunk")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first;");
+    let r = get_path(addr, "/x").await;
+    assert_eq!(r.status, 503, "slot given back at the response head");
+    assert_eq!(r.body, "route at capacity\n");
+
+    // Body ends: the slot is free again before the client has seen the end.
+    b.release.notify_one();
+    let rest = tokio::time::timeout(wait, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest, "second");
+    assert_eq!(get_path(addr, "/x").await.status, 200);
+
+    // A client that goes away mid-body gives the slot back too (once the gateway sees it).
+    let resp = client()
+        .request(get(addr, "/stream-down").body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    tokio::time::timeout(wait, body.frame())
+        .await
+        .expect("first chunk")
+        .unwrap()
+        .unwrap();
+    assert_eq!(get_path(addr, "/x").await.status, 503);
+    drop(body);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let r = get_path(addr, "/x").await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot not given back after the client dropped the body"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The backend's stream is still open (never released): only the drop freed the slot.
+    b.release.notify_one();
+}

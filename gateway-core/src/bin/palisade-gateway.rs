@@ -5,6 +5,10 @@
 //! Tokio runtime with its own `SO_REUSEPORT` listener and its own upstream pool, so a request
 //! never crosses threads. The main thread is worker 0 and also runs the admin listener, the
 //! routes-file watcher and the signal handlers.
+//!
+//! gw2: with a `dynconfig: { files, key }` section the routes are the routes document held by
+//! that dynconfig key, watched in those files (SIGHUP re-reads them); a bad document at start
+//! stops the start, a bad one later is refused with its line and the routes in use stay.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -78,6 +82,17 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(1);
             }
+        };
+        // gw2: routes from dynconfig; the file's own watcher is not started.
+        let dynconfig = match &cfg.dynconfig {
+            None => None,
+            Some(d) => match follow_dynconfig(&gateway, d) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            },
         };
         // gwsec: TLS listener; a bad certificate or key stops the start with the file and reason.
         let tls = match cfg.tls.as_ref().map(palisade_gateway::tls::ServerTls::new) {
@@ -166,14 +181,21 @@ fn main() -> ExitCode {
                     .expect("spawn a worker thread")
             })
             .collect();
-        let _watcher =
-            match reload::watch_routes_file(gateway.clone(), &file, Duration::from_millis(100)) {
+        let _watcher = match &dynconfig {
+            Some(_) => None,
+            None => match reload::watch_routes_file(
+                gateway.clone(),
+                &file,
+                Duration::from_millis(100),
+            ) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the routes file; reload with SIGHUP");
                     None
                 }
-            };
+            },
+        };
+        let hup_dynconfig = dynconfig.as_ref().map(|d| d.config.clone());
         // gwsec: a rotated certificate is picked up without a signal too.
         let _cert_watcher = match tls
             .as_ref()
@@ -194,7 +216,17 @@ fn main() -> ExitCode {
                 return;
             };
             while hup.recv().await.is_some() {
-                let _ = hup_gateway.reload_file(&hup_file);
+                match &hup_dynconfig {
+                    // gw2: re-read the dynconfig files (the routes follow their key).
+                    Some(c) => {
+                        if let Err(e) = c.reload_files() {
+                            tracing::warn!(error = %e, "dynconfig files refused; routes kept");
+                        }
+                    }
+                    None => {
+                        let _ = hup_gateway.reload_file(&hup_file);
+                    }
+                }
                 // gwsec: SIGHUP also re-reads the certificate; a bad one is logged and the
                 // one in use stays.
                 if let Some(t) = &hup_tls
@@ -204,7 +236,11 @@ fn main() -> ExitCode {
                 }
             }
         });
-        tracing::info!(listen = %cfg.listen, routes = cfg.routes.len(), "gateway started");
+        tracing::info!(
+            listen = %addr,
+            routes = gateway.router().routes().len(),
+            "gateway started"
+        );
         let shutdown = async move {
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
@@ -250,6 +286,44 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    })
+}
+
+/// gw2: the dynconfig layers, their watcher and the subscription of the routes.
+struct Dynconfig {
+    config: palisade_dynconfig::Config,
+    _watcher: palisade_dynconfig::FileWatcher,
+    _routes: palisade_gateway::source::DynconfigRoutes,
+}
+
+/// Builds the dynconfig configuration from the files, loads the routes from the key (a bad
+/// document, or no document, stops the start) and keeps following it.
+fn follow_dynconfig(
+    gateway: &Gateway,
+    d: &palisade_gateway::config::DynconfigSourceConfig,
+) -> Result<Dynconfig, String> {
+    let mut b = palisade_dynconfig::Config::builder();
+    for f in &d.files {
+        b = b.file(f);
+    }
+    let config = b.build().map_err(|e| format!("dynconfig: {e}"))?;
+    let watcher = config
+        .watch_files(d.debounce)
+        .map_err(|e| format!("dynconfig: {e}"))?;
+    let before = gateway.router().version();
+    let routes = palisade_gateway::source::follow_dynconfig(gateway, &config, &d.key)
+        .map_err(|e| format!("dynconfig: {e}"))?;
+    if gateway.router().version() == before {
+        let status = gateway.reload_status().borrow().clone();
+        return Err(match status.last_error {
+            Some(e) => e,
+            None => format!("dynconfig:{}: no routes document under this key", d.key),
+        });
+    }
+    Ok(Dynconfig {
+        config,
+        _watcher: watcher,
+        _routes: routes,
     })
 }
 
