@@ -5,6 +5,7 @@
 //! | `/health` | GET | `200 ok` (no token, for probes) |
 //! | `/routes` | GET | the routes in use, in match order, with the routes version (JSON) |
 //! | `/breakers` | GET | snapshots of the gateway's circuit breakers (JSON) |
+//! | `/endpoints` | GET | snapshots of the `lb://` endpoints, one balancer per service: state, ejections, in-flight, latency estimate (JSON) |
 //! | `/metrics` | GET | Prometheus text: `palisade_gateway_requests_total{route,code}` (code is the status class, `2xx`...) and `palisade_gateway_request_duration_seconds_sum{route}` |
 //! | `/reload` | POST | reloads the routes file given to [`Admin::routes_file`]; `422` with the error if refused |
 
@@ -98,6 +99,7 @@ impl Admin {
                 json(&serde_json::json!({ "version": router.version(), "routes": routes }))
             }
             (&Method::GET, "/breakers") => json(&self.gateway.breakers().snapshots()),
+            (&Method::GET, "/endpoints") => json(&self.gateway.endpoints()),
             (&Method::GET, "/metrics") => {
                 let mut s = String::new();
                 s.push_str("# TYPE palisade_gateway_requests_total counter\n");

@@ -399,6 +399,20 @@ impl RegistryResolver {
 }
 
 impl UpstreamResolver for RegistryResolver {
+    fn endpoints(&self) -> Vec<palisade_balancer::Snapshot> {
+        let handles: Vec<palisade_balancer::Handle> = {
+            let m = self
+                .inner
+                .services
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            m.values().map(|(_, h)| h.clone()).collect()
+        };
+        let mut snaps: Vec<_> = handles.iter().map(|h| h.snapshot()).collect();
+        snaps.sort_by(|a, b| a.name.cmp(&b.name));
+        snaps
+    }
+
     fn resolve(&self, name: &str) -> Option<UpstreamService> {
         let key = name.to_ascii_lowercase();
         let mut m = self

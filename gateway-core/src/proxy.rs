@@ -282,6 +282,16 @@ impl Gateway {
         &self.shared.breakers.registry
     }
 
+    /// Snapshots of the `lb://` endpoints (state, ejections, in-flight, latency estimate), one
+    /// balancer per service resolved so far; empty without a resolver.
+    pub fn endpoints(&self) -> Vec<palisade_balancer::Snapshot> {
+        self.shared
+            .resolver
+            .as_ref()
+            .map(|r| r.endpoints())
+            .unwrap_or_default()
+    }
+
     /// The service for one client connection.
     pub fn connection(&self, remote: SocketAddr) -> GatewayConnection {
         GatewayConnection {

@@ -34,6 +34,12 @@ pub type UpstreamService = BoxCloneSyncService<Request<RequestBody>, Response<In
 pub trait UpstreamResolver: Send + Sync + 'static {
     /// The service for `name`, or `None` if it is unknown (the routes file is refused).
     fn resolve(&self, name: &str) -> Option<UpstreamService>;
+
+    /// Snapshots of the endpoints behind the services resolved so far, one balancer each, for the
+    /// admin listener's `/endpoints`. The default (a resolver without a balancer) has none.
+    fn endpoints(&self) -> Vec<palisade_balancer::Snapshot> {
+        Vec::new()
+    }
 }
 
 /// Where a compiled route sends requests.

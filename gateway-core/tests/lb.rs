@@ -190,6 +190,45 @@ routes:
         EndpointState::Ejected,
         "{snap:?}"
     );
+    // The admin listener shows the same: `/endpoints` (token-protected) lists the service's
+    // balancer with `orders-b` ejected and the other two routable.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = listener.local_addr().unwrap();
+    tokio::spawn(palisade_gateway::admin::serve_admin(
+        listener,
+        palisade_gateway::admin::Admin::new(gw.gateway.clone(), "s3cret"),
+        std::future::pending(),
+    ));
+    assert_eq!(get_path(admin_addr, "/endpoints").await.status, 401);
+    let r = send(
+        get(admin_addr, "/endpoints")
+            .header("authorization", "Bearer s3cret")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let services = v.as_array().expect("a list of balancers");
+    let orders = services
+        .iter()
+        .find(|b| b["name"] == "orders")
+        .unwrap_or_else(|| panic!("no orders balancer in {v}"));
+    let states: std::collections::BTreeMap<String, String> = orders["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_owned(),
+                e["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(states.len(), 3, "{v}");
+    assert_eq!(states["\"orders-b\""], "ejected", "{v}");
+    assert_eq!(states["\"orders-a\""], "active", "{v}");
+
     let b_hits = instances[1].hits.load(Ordering::SeqCst);
     for _ in 0..20 {
         let r = send_with(&c, get(addr, "/orders/7").body(Full::default()).unwrap()).await;
