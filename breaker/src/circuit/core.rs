@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::config::{CancellationPolicy, Config, ConfigError, TripPolicy};
 use super::events::{Listener, Transition};
 use super::state::{Admission, ProbeSuccess, StateCell, Word};
-use super::window::{CachePadded, Counts, Window};
+use super::window::{CachePadded, CountWindow, Counts, Window};
 use super::{Rejected, State, TripReason};
 use crate::classify::Outcome;
 
@@ -299,6 +299,11 @@ impl<L: Listener> Shared<L> {
 
     /// Records a finished or cancelled call. `now` is the completion time if the caller already
     /// read the clock.
+    ///
+    /// Inlined fast path: an untimed success in `Closed` on a count window touches only the
+    /// window's ring and the consecutive-failure run (one `fetch_add`, two loads); everything
+    /// else goes to the out-of-line [`record_slow`](Self::record_slow).
+    #[inline]
     pub(crate) fn record(
         self: &Arc<Self>,
         core: &Core,
@@ -307,28 +312,48 @@ impl<L: Listener> Shared<L> {
         elapsed: Option<Duration>,
         now: Option<Instant>,
     ) {
-        let w = self.state.0.load();
-        // Fast path: a success in `Closed` on a count window, not timed. Only the window's ring
-        // and the consecutive-failure run are touched.
         if completion == Completion::Done(Outcome::Success)
-            && w.is_closed()
-            && w.generation() == ticket.generation
             && elapsed.is_none()
             && let Window::Count(window) = &*core.window
         {
-            self.listener
-                .on_outcome(&self.name, Outcome::Success, false);
-            let calls = window.record(false, false);
-            if self.consecutive.0.load(Ordering::Relaxed) != 0 {
-                self.consecutive.0.store(0, Ordering::Relaxed);
+            let w = self.state.0.load();
+            if w.is_closed() && w.generation() == ticket.generation {
+                self.listener
+                    .on_outcome(&self.name, Outcome::Success, false);
+                let calls = window.record(false, false);
+                if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.0.store(0, Ordering::Relaxed);
+                }
+                if calls == u64::from(core.cfg.minimum_calls) {
+                    self.judge_minimum(core, window, w);
+                }
+                return;
             }
-            if calls == u64::from(core.cfg.minimum_calls)
-                && let Some(reason) = core.evaluate(window.counts(), 0)
-            {
-                self.open(State::Closed, w.generation(), reason, Instant::now());
-            }
-            return;
         }
+        self.record_slow(core, ticket, completion, elapsed, now);
+    }
+
+    /// The success that completes the minimum number of calls: the window may already hold
+    /// enough failures to open.
+    #[cold]
+    #[inline(never)]
+    fn judge_minimum(self: &Arc<Self>, core: &Core, window: &CountWindow, w: Word) {
+        if let Some(reason) = core.evaluate(window.counts(), 0) {
+            self.open(State::Closed, w.generation(), reason, Instant::now());
+        }
+    }
+
+    /// Every record but the fast path of [`record`](Self::record).
+    #[inline(never)]
+    fn record_slow(
+        self: &Arc<Self>,
+        core: &Core,
+        ticket: Ticket,
+        completion: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
+        let w = self.state.0.load();
         let slow = matches!((core.slow_threshold, elapsed), (Some(t), Some(e)) if e >= t);
         match completion {
             Completion::Done(o) => self.listener.on_outcome(&self.name, o, slow),
