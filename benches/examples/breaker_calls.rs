@@ -3,7 +3,7 @@
 //! what else the machine is doing, unlike criterion's wall-clock medians.
 //!
 //! Usage: `breaker_calls <bare|palisade|tower-resilience|recloser|recloser-async|failsafe|failsafe-async|
-//! bulkhead|bulkhead-static|ratelimit|retry|retry-static|floor> N` (`bulkhead`, `ratelimit`, `retry`: Palisade's layers on their
+//! bulkhead|bulkhead-static|ratelimit|ratelimit-coarse|retry|retry-static|floor> N` (`bulkhead`, `ratelimit`, `retry`: Palisade's layers on their
 //! happy path, configured as in `benches/resilience.rs`; `floor`: one `fetch_add` + `fetch_sub`).
 
 use std::future::{Ready, ready};
@@ -94,6 +94,14 @@ fn main() {
             use palisade_breaker::ratelimit::{Config, RateLimitLayer};
             let cfg = Config::per(1_000_000_000, std::time::Duration::from_secs(1));
             let mut s = RateLimitLayer::new(cfg)
+                .expect("config")
+                .layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "ratelimit-coarse" => {
+            use palisade_breaker::ratelimit::{Config, RateLimitLayer};
+            let cfg = Config::per(1_000_000_000, std::time::Duration::from_secs(1));
+            let mut s = RateLimitLayer::new_coarse(cfg)
                 .expect("config")
                 .layer(tower::service_fn(backend));
             (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));

@@ -48,6 +48,8 @@ rows = [
     ("bulkhead floor: fetch_add + fetch_sub", "bulkhead", ("bulkhead", "floor (fetch_add + fetch_sub)"), ("bulkhead", "bare service")),
     ("rate limiter", "rateLimiter", ("rate_limit", "palisade"), ("rate_limit", "bare service")),
     ("rate limiter floor: clock read + CAS", "rateLimiter", ("rate_limit", "floor (clock read + CAS)"), ("rate_limit", "bare service")),
+    ("rate limiter, coarse clock", "rateLimiter", ("rate_limit", "palisade coarse clock"), ("rate_limit", "bare service")),
+    ("rate limiter floor: coarse clock load + CAS", "rateLimiter", ("rate_limit", "floor (coarse clock load + CAS)"), ("rate_limit", "bare service")),
     ("retry", "retry", ("retry", "palisade"), ("retry", "bare service")),
     ("retry, static state", "retry", ("retry", "palisade static"), ("retry", "bare service")),
 ]
