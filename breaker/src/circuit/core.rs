@@ -77,19 +77,33 @@ impl Core {
     }
 }
 
-/// What a call admitted by the breaker must report back.
+/// What a call admitted by the breaker must report back: the state generation it was admitted
+/// in, whether it holds a half-open probe slot and whether it must be timed, packed in one word
+/// (`generation << 2 | probe << 1 | timed`) so that reserving and moving it are one register.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket {
-    generation: u64,
-    probe: bool,
-    timed: bool,
-}
+pub(crate) struct Ticket(u64);
 
 impl Ticket {
+    #[inline]
+    fn new(generation: u64, probe: bool, timed: bool) -> Self {
+        Ticket((generation << 2) | (u64::from(probe) << 1) | u64::from(timed))
+    }
+
+    #[inline]
+    pub(crate) fn generation(self) -> u64 {
+        self.0 >> 2
+    }
+
+    #[inline]
+    pub(crate) fn probe(self) -> bool {
+        self.0 & 2 != 0
+    }
+
     /// Whether the call must be timed (a slow-call policy is in force). The clock is read in
     /// `call`, so time spent waiting for readiness is not counted as latency.
-    pub(crate) fn timed(&self) -> bool {
-        self.timed
+    #[inline]
+    pub(crate) fn timed(self) -> bool {
+        self.0 & 1 != 0
     }
 }
 
@@ -183,6 +197,18 @@ impl<L: Listener> Shared<L> {
     /// the error (kept apart so that `poll_ready` moves eight bytes, not the error).
     #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Ticket, Word> {
+        // `Closed`: one load and a bit test, inlined; every other state out of line, so the
+        // caller's closed path carries none of their code (nor its register saves).
+        let w = self.state.0.load();
+        if w.is_closed() {
+            return Ok(Ticket::new(w.generation(), false, w.timed()));
+        }
+        self.admit_slow()
+    }
+
+    /// [`admit`](Self::admit) in every state but `Closed`.
+    #[inline(never)]
+    fn admit_slow(self: &Arc<Self>) -> Result<Ticket, Word> {
         loop {
             match self
                 .state
@@ -194,11 +220,7 @@ impl<L: Listener> Shared<L> {
                     probe,
                     timed,
                 } => {
-                    return Ok(Ticket {
-                        generation,
-                        probe,
-                        timed,
-                    });
+                    return Ok(Ticket::new(generation, probe, timed));
                 }
                 Admission::Reject(w) => {
                     self.rejected(w);
@@ -215,11 +237,7 @@ impl<L: Listener> Shared<L> {
                     }
                     if let Ok(next) = self.state.0.try_half_open(w, true) {
                         self.entered_half_open(w, next, now);
-                        return Ok(Ticket {
-                            generation: next.generation(),
-                            probe: true,
-                            timed: next.timed(),
-                        });
+                        return Ok(Ticket::new(next.generation(), true, next.timed()));
                     }
                     // Somebody else moved the state on: decide again.
                 }
@@ -292,8 +310,8 @@ impl<L: Listener> Shared<L> {
 
     /// Gives back a permit that was reserved but never used for a call.
     pub(crate) fn release(&self, ticket: Ticket) {
-        if ticket.probe {
-            self.state.0.release_probe(ticket.generation);
+        if ticket.probe() {
+            self.state.0.release_probe(ticket.generation());
         }
     }
 
@@ -303,7 +321,7 @@ impl<L: Listener> Shared<L> {
     /// Inlined fast path: an untimed success in `Closed` on a count window touches only the
     /// window's ring and the consecutive-failure run (one `fetch_add`, two loads); everything
     /// else goes to the out-of-line [`record_slow`](Self::record_slow).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(
         self: &Arc<Self>,
         core: &Core,
@@ -317,7 +335,7 @@ impl<L: Listener> Shared<L> {
             && let Window::Count(window) = &*core.window
         {
             let w = self.state.0.load();
-            if w.is_closed() && w.generation() == ticket.generation {
+            if w.is_closed() && w.generation() == ticket.generation() {
                 self.listener
                     .on_outcome(&self.name, Outcome::Success, false);
                 let calls = window.record(false, false);
@@ -359,7 +377,7 @@ impl<L: Listener> Shared<L> {
             Completion::Done(o) => self.listener.on_outcome(&self.name, o, slow),
             Completion::Cancelled => self.listener.on_cancelled(&self.name),
         }
-        if w.generation() != ticket.generation {
+        if w.generation() != ticket.generation() {
             // The call belongs to an older state: its outcome decides nothing.
             return;
         }
@@ -367,16 +385,16 @@ impl<L: Listener> Shared<L> {
             Completion::Done(Outcome::Success) => false,
             Completion::Done(Outcome::Failure) => true,
             Completion::Done(Outcome::Ignored) => {
-                if ticket.probe {
-                    self.state.0.release_probe(ticket.generation);
+                if ticket.probe() {
+                    self.state.0.release_probe(ticket.generation());
                 }
                 return;
             }
             Completion::Cancelled => match core.cfg.cancellation {
                 CancellationPolicy::Failure => true,
                 CancellationPolicy::Ignore => {
-                    if ticket.probe {
-                        self.state.0.release_probe(ticket.generation);
+                    if ticket.probe() {
+                        self.state.0.release_probe(ticket.generation());
                     }
                     return;
                 }
@@ -412,7 +430,7 @@ impl<L: Listener> Shared<L> {
                     }
                 }
             }
-            State::HalfOpen if ticket.probe => {
+            State::HalfOpen if ticket.probe() => {
                 if failed || slow {
                     let now = now.unwrap_or_else(Instant::now);
                     self.open(
@@ -424,7 +442,7 @@ impl<L: Listener> Shared<L> {
                 } else {
                     let window = &core.window;
                     let closed = self.state.0.probe_success(
-                        ticket.generation,
+                        ticket.generation(),
                         core.required_successes,
                         || {
                             window.reset();

@@ -62,11 +62,21 @@ impl<C, L: Listener> Permit<C, L> {
     }
 }
 
+impl<C, L: Listener> Permit<C, L> {
+    /// The response future was dropped before its call finished.
+    #[cold]
+    #[inline(never)]
+    fn cancelled(&mut self) {
+        self.owner
+            .record(self.ticket, Completion::Cancelled, None, None);
+    }
+}
+
 impl<C, L: Listener> Drop for Permit<C, L> {
+    #[inline]
     fn drop(&mut self) {
         if self.pending {
-            self.owner
-                .record(self.ticket, Completion::Cancelled, None, None);
+            self.cancelled();
         }
     }
 }
