@@ -2,7 +2,7 @@
 //! with callgrind (`benches/scripts/breaker-instructions.sh`): instruction counts do not depend on
 //! what else the machine is doing, unlike criterion's wall-clock medians.
 //!
-//! Usage: `breaker_calls <bare|palisade|tower-resilience|recloser|recloser-async|failsafe|failsafe-async|
+//! Usage: `breaker_calls <bare|palisade|palisade-static|tower-resilience|recloser|recloser-async|failsafe|failsafe-async|
 //! bulkhead|bulkhead-static|ratelimit|ratelimit-coarse|retry|retry-static|floor> N` (`bulkhead`, `ratelimit`, `retry`: Palisade's layers on their
 //! happy path, configured as in `benches/resilience.rs`; `floor`: one `fetch_add` + `fetch_sub`).
 
@@ -37,6 +37,16 @@ fn main() {
         "palisade" => {
             let layer = CircuitBreakerLayer::new("b", Config::default()).expect("config");
             let mut s = layer.layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "palisade-static" => {
+            let layer = CircuitBreakerLayer::builder("b")
+                .config(Config::default())
+                .build_static()
+                .expect("config");
+            // The same backend behind a closure of its own type: a service type of its own, so
+            // that `drive` is inlined here as it is for `palisade` (one call site per type).
+            let mut s = layer.layer(tower::service_fn(move |x| backend(x)));
             (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
         }
         "tower-resilience" => {

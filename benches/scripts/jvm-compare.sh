@@ -42,6 +42,7 @@ def median(group, name):
 # (label, JMH benchmark, criterion group/id, criterion baseline group/id)
 rows = [
     ("circuit breaker, closed", "circuitBreaker", ("closed", "palisade"), ("closed", "bare service")),
+    ("circuit breaker, closed, static state", "circuitBreaker", ("closed", "palisade static"), ("closed", "bare service")),
     ("circuit breaker, rejection", "circuitBreakerOpen", ("open", "palisade"), ("closed", "bare service")),
     ("bulkhead", "bulkhead", ("bulkhead", "palisade"), ("bulkhead", "bare service")),
     ("bulkhead, static state", "bulkhead", ("bulkhead", "palisade static"), ("bulkhead", "bare service")),

@@ -127,6 +127,11 @@ pub(crate) struct Shared<L> {
     last_reason: AtomicU8,
     rng: AtomicU64,
     epoch: Instant,
+    // `'static` breakers only (`fixed`): the window, whose shape cannot change, and the minimum
+    // number of calls in force, so that recording needs no config load.
+    fixed: bool,
+    window: Arc<Window>,
+    minimum_calls: AtomicU32,
     name: Box<str>,
     listener: L,
 }
@@ -144,12 +149,22 @@ const NO_DEADLINE_GEN: u64 = u64::MAX;
 
 impl<L: Listener> Shared<L> {
     pub(crate) fn new(name: Box<str>, cfg: Config, listener: L, seed: u64) -> Self {
+        Self::build(name, cfg, listener, seed, false)
+    }
+
+    /// A breaker whose window shape is fixed for life, for `'static` layers.
+    pub(crate) fn new_fixed(name: Box<str>, cfg: Config, listener: L, seed: u64) -> Self {
+        Self::build(name, cfg, listener, seed, true)
+    }
+
+    fn build(name: Box<str>, cfg: Config, listener: L, seed: u64, fixed: bool) -> Self {
         let window = Arc::new(Window::new(&cfg.window));
-        let core = Core::new(cfg, window);
+        let core = Core::new(cfg, window.clone());
         Self {
             state: CachePadded(StateCell::new(State::Closed, core.slow_threshold.is_some())),
             consecutive: CachePadded(AtomicU32::new(0)),
             max_probes: AtomicU32::new(core.cfg.half_open.probes),
+            minimum_calls: AtomicU32::new(core.cfg.minimum_calls),
             core: ArcSwap::from_pointee(core),
             deadline: AtomicU64::new(0),
             deadline_gen: AtomicU64::new(NO_DEADLINE_GEN),
@@ -157,6 +172,8 @@ impl<L: Listener> Shared<L> {
             last_reason: AtomicU8::new(0),
             rng: AtomicU64::new(seed),
             epoch: Instant::now(),
+            fixed,
+            window,
             name,
             listener,
         }
@@ -349,6 +366,50 @@ impl<L: Listener> Shared<L> {
             }
         }
         self.record_slow(core, ticket, completion, elapsed, now);
+    }
+
+    /// [`record`](Self::record) with the config in force (keyed breakers, which have no
+    /// stripes); out of line, so that plain breakers' response futures do not carry it.
+    #[inline(never)]
+    pub(crate) fn record_loaded(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        completion: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
+        self.record(&self.core(), ticket, completion, elapsed, now);
+    }
+
+    /// [`record`](Self::record) for `'static` breakers: the same fast path, on the fixed window
+    /// and the mirrored minimum, without loading the config; the rest with the config in force.
+    #[inline(always)]
+    pub(crate) fn record_fixed(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        completion: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
+        if completion == Completion::Done(Outcome::Success)
+            && elapsed.is_none()
+            && let Window::Count(window) = &*self.window
+        {
+            let w = self.state.0.load();
+            if w.is_closed() && w.generation() == ticket.generation() {
+                self.listener
+                    .on_outcome(&self.name, Outcome::Success, false);
+                let calls = window.record(false, false);
+                if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.0.store(0, Ordering::Relaxed);
+                }
+                if calls == u64::from(self.minimum_calls.load(Ordering::Relaxed)) {
+                    self.judge_minimum(&self.core(), window, w);
+                }
+                return;
+            }
+        }
+        self.record_slow(&self.core(), ticket, completion, elapsed, now);
     }
 
     /// The success that completes the minimum number of calls: the window may already hold
@@ -596,6 +657,15 @@ impl<L: Listener> Shared<L> {
     fn reconfigure(&self, cfg: Config) -> Result<(), ConfigError> {
         cfg.validate()?;
         let old = self.core.load();
+        if self.fixed && old.cfg.window != cfg.window {
+            return Err(ConfigError::new(
+                "window",
+                format!(
+                    "a 'static breaker keeps its window shape ({:?}); got {:?} (build a new layer to change it)",
+                    old.cfg.window, cfg.window
+                ),
+            ));
+        }
         let window = if old.cfg.window == cfg.window {
             old.window.clone()
         } else {
@@ -604,6 +674,8 @@ impl<L: Listener> Shared<L> {
         let core = Core::new(cfg, window);
         self.max_probes
             .store(core.cfg.half_open.probes, Ordering::Relaxed);
+        self.minimum_calls
+            .store(core.cfg.minimum_calls, Ordering::Relaxed);
         self.state.0.set_timed(core.slow_threshold.is_some());
         self.core.store(Arc::new(core));
         Ok(())
@@ -616,9 +688,12 @@ impl<L: Listener> Shared<L> {
 /// stripe set was built, so recording needs no `arc-swap` load. Reconfiguring builds a new set.
 ///
 /// The breaker does not own its front (the stripes own the breaker): no reference cycle.
-pub(crate) struct Front<L> {
+pub(crate) struct Front<L: 'static> {
     pub(crate) shared: Arc<Shared<L>>,
     pub(crate) set: Arc<ArcSwap<StripeSet<L>>>,
+    // `'static` breakers: a reference held for the life of the process (one leaked `Arc`), which
+    // response futures copy instead of cloning a stripe.
+    pub(crate) fixed: Option<&'static Arc<Shared<L>>>,
 }
 
 pub(crate) struct StripeSet<L> {
@@ -633,10 +708,21 @@ pub(crate) struct Stripe<L> {
     pub(crate) core: Arc<Core>,
 }
 
-impl<L> Front<L> {
+impl<L: 'static> Front<L> {
     pub(crate) fn new(shared: Arc<Shared<L>>) -> Self {
         let set = Arc::new(ArcSwap::from_pointee(StripeSet::new(&shared)));
-        Self { shared, set }
+        Self {
+            shared,
+            set,
+            fixed: None,
+        }
+    }
+
+    /// A front for a `'static` breaker: leaks one reference to it.
+    pub(crate) fn new_static(shared: Arc<Shared<L>>) -> Self {
+        let mut front = Self::new(shared);
+        front.fixed = Some(Box::leak(Box::new(front.shared.clone())));
+        front
     }
 
     /// Re-points the stripes at the config in force.
@@ -738,7 +824,7 @@ pub struct Snapshot {
 
 /// A cloneable handle to one breaker: snapshot, manual control and live reconfiguration. Every
 /// service built from the same layer shares the breaker this handle controls.
-pub struct Handle<L = ()> {
+pub struct Handle<L: 'static = ()> {
     pub(crate) shared: Arc<Shared<L>>,
     // The stripes of the layer this handle came from, re-pointed on reconfigure.
     pub(crate) front: Option<Arc<Front<L>>>,

@@ -126,7 +126,7 @@ impl CountWindow {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, failed: bool, slow: bool) -> u64 {
         let i = self.next.0.fetch_add(1, Relaxed);
         let new = (u8::from(failed) * FAIL) | (u8::from(slow) * SLOW);
