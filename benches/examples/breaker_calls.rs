@@ -44,9 +44,9 @@ fn main() {
                 .config(Config::default())
                 .build_static()
                 .expect("config");
-            // The same backend behind a closure of its own type: a service type of its own, so
+            // The same backend by reference: a service type of its own, so
             // that `drive` is inlined here as it is for `palisade` (one call site per type).
-            let mut s = layer.layer(tower::service_fn(move |x| backend(x)));
+            let mut s = layer.layer(tower::service_fn(&backend));
             (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
         }
         "tower-resilience" => {
@@ -111,9 +111,10 @@ fn main() {
         "ratelimit-coarse" => {
             use palisade_breaker::ratelimit::{Config, RateLimitLayer};
             let cfg = Config::per(1_000_000_000, std::time::Duration::from_secs(1));
+            // A service type of its own (see `palisade-static`).
             let mut s = RateLimitLayer::new_coarse(cfg)
                 .expect("config")
-                .layer(tower::service_fn(backend));
+                .layer(tower::service_fn(&backend));
             (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
         }
         "retry" => {
