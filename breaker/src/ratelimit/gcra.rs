@@ -103,7 +103,8 @@ impl<L: Listener> Gcra<L> {
     }
 
     /// Nanoseconds on the limiter's clock: since `epoch` (tokio's `Instant`, so paused time in
-    /// tests), or the coarse clock's reading. Integer seconds and nanoseconds, no `u128`.
+    /// tests), or the coarse clock's reading. (Integer `as_secs`/`subsec_nanos` math instead of
+    /// `as_nanos` measured the same under callgrind: the cost is std's `Instant` subtraction.)
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         if let Some(c) = self.coarse {
