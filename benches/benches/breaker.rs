@@ -54,6 +54,26 @@ fn palisade(open: bool) -> impl Service<u64> + Clone + Send {
     svc
 }
 
+/// The same breaker with `'static` state (`build_static`): no reference count per call.
+fn palisade_static(open: bool) -> impl Service<u64> + Clone + Send {
+    let cfg = Config::builder()
+        .count_window(100)
+        .minimum_calls(10)
+        .trip(TripPolicy::failure_rate(0.5))
+        .open_duration(OpenDuration::constant(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let mut svc = CircuitBreakerLayer::builder("bench static")
+        .config(cfg)
+        .build_static()
+        .unwrap()
+        .layer(backend());
+    if open {
+        trip(&mut svc);
+    }
+    svc
+}
+
 fn tower_resilience(open: bool) -> impl Service<u64> + Clone + Send {
     let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)
@@ -141,6 +161,11 @@ fn callers(open: bool) -> Vec<(&'static str, MakeCaller)> {
     v.push((
         "palisade",
         Box::new(move || tower_caller(ours_s.lock().unwrap().clone())),
+    ));
+    let ours_static = std::sync::Mutex::new(palisade_static(open));
+    v.push((
+        "palisade static",
+        Box::new(move || tower_caller(ours_static.lock().unwrap().clone())),
     ));
     let tr_s = std::sync::Mutex::new(tr);
     v.push((
@@ -278,15 +303,17 @@ fn main() {
     let allocs_open = allocations(true);
     // Checked on every run, including `cargo test --benches` in CI: the hot paths never allocate.
     for (state, allocs) in [("closed", &allocs_closed), ("open", &allocs_open)] {
-        let ours = allocs
-            .iter()
-            .find(|(n, _)| *n == "palisade")
-            .expect("palisade row")
-            .1;
-        assert_eq!(
-            ours, 0.0,
-            "palisade allocated {ours} times per call in the {state} state"
-        );
+        for name in ["palisade", "palisade static"] {
+            let ours = allocs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("palisade rows")
+                .1;
+            assert_eq!(
+                ours, 0.0,
+                "{name} allocated {ours} times per call in the {state} state"
+            );
+        }
     }
     if !std::env::args().any(|a| a == "--bench") {
         // `cargo test --benches`: each bench ran once, there are no fresh medians to print.

@@ -108,6 +108,20 @@ fn floor_clock() -> Caller {
     })
 }
 
+/// The least a rate limiter on a coarse clock must do: load the clock word and move the TAT.
+fn floor_coarse_clock() -> Caller {
+    let clock = std::sync::Arc::new(AtomicU64::new(1));
+    let tat = std::sync::Arc::new(AtomicU64::new(0));
+    let waker = futures::task::noop_waker();
+    let mut svc = Backend;
+    Box::new(move |x| {
+        let now = black_box(&*clock).load(Acquire);
+        let cur = black_box(&*tat).load(Relaxed);
+        let _ = black_box(&*tat).compare_exchange(cur, cur.max(now) + 1, AcqRel, Relaxed);
+        drive(&mut svc, x, &mut Context::from_waker(&waker))
+    })
+}
+
 /// A tower retry policy: retry errors up to 3 attempts, never `Ok`.
 #[derive(Clone)]
 struct Attempts(usize);
@@ -165,6 +179,9 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
             // Never hit: a billion calls per second.
             let ours =
                 RateLimitLayer::new(Config::per(1_000_000_000, Duration::from_secs(1))).unwrap();
+            let coarse =
+                RateLimitLayer::new_coarse(Config::per(1_000_000_000, Duration::from_secs(1)))
+                    .unwrap();
             let tr = tower_resilience_ratelimiter::RateLimiterLayer::builder()
                 .limit_for_period(usize::MAX / 2)
                 .refresh_period(Duration::from_secs(1))
@@ -174,6 +191,8 @@ fn group(name: &str) -> Vec<(&'static str, Caller)> {
                 bare,
                 ("palisade", caller(ours.layer(Backend))),
                 ("floor (clock read + CAS)", floor_clock()),
+                ("palisade coarse clock", caller(coarse.layer(Backend))),
+                ("floor (coarse clock load + CAS)", floor_coarse_clock()),
                 (
                     "tower RateLimit",
                     caller(

@@ -2,8 +2,8 @@
 //! with callgrind (`benches/scripts/breaker-instructions.sh`): instruction counts do not depend on
 //! what else the machine is doing, unlike criterion's wall-clock medians.
 //!
-//! Usage: `breaker_calls <bare|palisade|tower-resilience|recloser|recloser-async|failsafe|failsafe-async|
-//! bulkhead|bulkhead-static|ratelimit|retry|retry-static|floor> N` (`bulkhead`, `ratelimit`, `retry`: Palisade's layers on their
+//! Usage: `breaker_calls <bare|palisade|palisade-static|tower-resilience|recloser|recloser-async|failsafe|failsafe-async|
+//! bulkhead|bulkhead-static|ratelimit|ratelimit-coarse|retry|retry-static|floor> N` (`bulkhead`, `ratelimit`, `retry`: Palisade's layers on their
 //! happy path, configured as in `benches/resilience.rs`; `floor`: one `fetch_add` + `fetch_sub`).
 
 use std::future::{Ready, ready};
@@ -37,6 +37,16 @@ fn main() {
         "palisade" => {
             let layer = CircuitBreakerLayer::new("b", Config::default()).expect("config");
             let mut s = layer.layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "palisade-static" => {
+            let layer = CircuitBreakerLayer::builder("b")
+                .config(Config::default())
+                .build_static()
+                .expect("config");
+            // The same backend by reference: a service type of its own, so
+            // that `drive` is inlined here as it is for `palisade` (one call site per type).
+            let mut s = layer.layer(tower::service_fn(&backend));
             (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
         }
         "tower-resilience" => {
@@ -96,6 +106,15 @@ fn main() {
             let mut s = RateLimitLayer::new(cfg)
                 .expect("config")
                 .layer(tower::service_fn(backend));
+            (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
+        }
+        "ratelimit-coarse" => {
+            use palisade_breaker::ratelimit::{Config, RateLimitLayer};
+            let cfg = Config::per(1_000_000_000, std::time::Duration::from_secs(1));
+            // A service type of its own (see `palisade-static`).
+            let mut s = RateLimitLayer::new_coarse(cfg)
+                .expect("config")
+                .layer(tower::service_fn(&backend));
             (0..n).for_each(|i| ok += u64::from(drive(&mut s, i, &mut cx)));
         }
         "retry" => {

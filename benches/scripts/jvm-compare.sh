@@ -42,12 +42,15 @@ def median(group, name):
 # (label, JMH benchmark, criterion group/id, criterion baseline group/id)
 rows = [
     ("circuit breaker, closed", "circuitBreaker", ("closed", "palisade"), ("closed", "bare service")),
+    ("circuit breaker, closed, static state", "circuitBreaker", ("closed", "palisade static"), ("closed", "bare service")),
     ("circuit breaker, rejection", "circuitBreakerOpen", ("open", "palisade"), ("closed", "bare service")),
     ("bulkhead", "bulkhead", ("bulkhead", "palisade"), ("bulkhead", "bare service")),
     ("bulkhead, static state", "bulkhead", ("bulkhead", "palisade static"), ("bulkhead", "bare service")),
     ("bulkhead floor: fetch_add + fetch_sub", "bulkhead", ("bulkhead", "floor (fetch_add + fetch_sub)"), ("bulkhead", "bare service")),
     ("rate limiter", "rateLimiter", ("rate_limit", "palisade"), ("rate_limit", "bare service")),
     ("rate limiter floor: clock read + CAS", "rateLimiter", ("rate_limit", "floor (clock read + CAS)"), ("rate_limit", "bare service")),
+    ("rate limiter, coarse clock", "rateLimiter", ("rate_limit", "palisade coarse clock"), ("rate_limit", "bare service")),
+    ("rate limiter floor: coarse clock load + CAS", "rateLimiter", ("rate_limit", "floor (coarse clock load + CAS)"), ("rate_limit", "bare service")),
     ("retry", "retry", ("retry", "palisade"), ("retry", "bare service")),
     ("retry, static state", "retry", ("retry", "palisade static"), ("retry", "bare service")),
 ]

@@ -738,3 +738,106 @@ async fn admits_tells_whether_a_call_would_pass() {
     h.disable();
     assert!(h.admits());
 }
+
+fn static_breaker(cfg: Config) -> (Svc, Handle<Recorder>, Recorder) {
+    let rec = Recorder::default();
+    let layer = CircuitBreakerLayer::builder("static")
+        .config(cfg)
+        .listener(rec.clone())
+        .rng_seed(7)
+        .build_static()
+        .unwrap();
+    let handle = layer.handle();
+    let f: fn(Req) -> _ = backend;
+    let svc = ServiceBuilder::new().layer(layer).service_fn(f);
+    (svc, handle, rec)
+}
+
+/// A `'static` breaker records through its fixed window and mirrored minimum: it trips when a
+/// success completes the minimum, recovers through half-open, and follows a live change of the
+/// minimum.
+#[tokio::test(start_paused = true)]
+async fn static_breaker_trips_recovers_and_follows_a_new_minimum() {
+    let (mut svc, h, rec) =
+        static_breaker(base().trip(TripPolicy::failure_rate(0.5)).build().unwrap());
+    for _ in 0..3 {
+        let _ = call(&mut svc, Req::Fail).await;
+    }
+    assert_eq!(h.state(), State::Closed, "3 calls are below minimum_calls");
+    call(&mut svc, Req::Ok).await.unwrap();
+    assert_eq!(
+        h.state(),
+        State::Open,
+        "the 4th call completes the minimum at 75%"
+    );
+    assert!(
+        call(&mut svc, Req::Ok)
+            .await
+            .unwrap_err()
+            .rejection()
+            .is_some()
+    );
+
+    tick(Duration::from_secs(10)).await;
+    assert_eq!(h.state(), State::HalfOpen);
+    call(&mut svc, Req::Ok).await.unwrap();
+    call(&mut svc, Req::Ok).await.unwrap();
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(
+        rec.transitions(),
+        vec![
+            "Closed->Open Some(FailureRate)",
+            "Open->HalfOpen None",
+            "HalfOpen->Closed None"
+        ]
+    );
+
+    // Same window shape, minimum 2: the success that completes it judges 1 failure in 2.
+    let cfg = base()
+        .minimum_calls(2)
+        .trip(TripPolicy::failure_rate(0.5))
+        .build()
+        .unwrap();
+    h.reconfigure(cfg).unwrap();
+    let _ = call(&mut svc, Req::Fail).await;
+    assert_eq!(h.state(), State::Closed);
+    call(&mut svc, Req::Ok).await.unwrap();
+    assert_eq!(h.state(), State::Open);
+}
+
+/// A `'static` breaker's window shape is fixed: a config that changes it is refused with the
+/// field named, and the breaker keeps its config and its counts.
+#[tokio::test(start_paused = true)]
+async fn static_breaker_refuses_a_new_window_shape() {
+    let (mut svc, h, _) =
+        static_breaker(base().trip(TripPolicy::failure_rate(0.9)).build().unwrap());
+    let _ = call(&mut svc, Req::Fail).await;
+    call(&mut svc, Req::Ok).await.unwrap();
+    let before = h.config();
+    let err = h
+        .reconfigure(base().count_window(20).build().unwrap())
+        .unwrap_err();
+    assert_eq!(err.field(), "window");
+    assert!(err.to_string().contains("build a new layer"), "{err}");
+    assert_eq!(h.config(), before, "the old config stays");
+    let snap = h.snapshot();
+    assert_eq!((snap.calls, snap.failures), (2, 1), "counts kept");
+}
+
+/// A response future of a `'static` breaker dropped mid-call is recorded as a cancellation
+/// (here a failure), like any other.
+#[tokio::test(start_paused = true)]
+async fn static_breaker_records_cancelled_calls() {
+    let cfg = base()
+        .trip(TripPolicy::consecutive_failures(2))
+        .cancellation(CancellationPolicy::Failure)
+        .build()
+        .unwrap();
+    let (mut svc, h, _) = static_breaker(cfg);
+    let gate = Arc::new(Semaphore::new(0));
+    for _ in 0..2 {
+        let fut = svc.ready().await.unwrap().call(Req::Hang(gate.clone()));
+        drop(fut);
+    }
+    assert_eq!(h.state(), State::Open);
+}

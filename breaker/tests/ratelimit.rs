@@ -320,3 +320,74 @@ async fn keyed_try_acquire_reports_remaining_and_reset() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(h.try_acquire(1).unwrap().remaining(), 2);
 }
+
+/// The coarse clock changes when time is read, not how permits are counted: a burst is exact,
+/// across threads.
+#[test]
+fn coarse_clock_burst_is_exact_across_threads() {
+    use std::future::Future;
+    let layer = RateLimitLayer::new_coarse(Config::per(1, Duration::from_secs(86_400)).burst(1000))
+        .unwrap();
+    let ok = Arc::new(AtomicU32::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let mut svc = layer.layer(Echo);
+            let ok = ok.clone();
+            std::thread::spawn(move || {
+                let waker = futures::task::noop_waker();
+                let mut cx = std::task::Context::from_waker(&waker);
+                for i in 0..500 {
+                    assert!(svc.poll_ready(&mut cx).is_ready());
+                    let mut fut = std::pin::pin!(svc.call(i));
+                    if let std::task::Poll::Ready(Ok(_)) = fut.as_mut().poll(&mut cx) {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(ok.load(Ordering::Relaxed), 1000);
+}
+
+/// On the real clock (the coarse clock does not follow paused time): the limiter admits again
+/// as the coarse clock ticks, and never more in total than `burst + rate * elapsed` allows, with
+/// one permit of slack for the clock's lag when the limiter was built.
+#[test]
+fn coarse_clock_refills_and_never_admits_more_than_elapsed_time_allows() {
+    use std::future::Future;
+    let start = std::time::Instant::now();
+    // One permit every 10 ms, burst 1.
+    let layer =
+        RateLimitLayer::new_coarse(Config::per(100, Duration::from_secs(1)).burst(1)).unwrap();
+    let mut svc = layer.layer(Echo);
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let deadline = start + Duration::from_secs(20);
+    let mut admitted = 0u64;
+    let mut rejected = 0u64;
+    while admitted < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {admitted} calls admitted in 20 s: the coarse clock does not advance"
+        );
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        match std::pin::pin!(svc.call(0)).poll(&mut cx) {
+            std::task::Poll::Ready(Ok(_)) => admitted += 1,
+            std::task::Poll::Ready(Err(e)) => {
+                assert!(e.rejection().unwrap().retry_after() <= Duration::from_millis(10));
+                rejected += 1;
+            }
+            std::task::Poll::Pending => unreachable!("shed mode never waits"),
+        }
+        let elapsed_ms = start.elapsed().as_millis() as u64;
+        assert!(
+            admitted <= 1 + elapsed_ms / 10 + 1,
+            "{admitted} admitted after {elapsed_ms} ms: more than burst + rate * elapsed"
+        );
+        std::thread::yield_now();
+    }
+    assert!(rejected > 0, "a 100/s limiter turned nobody away");
+}

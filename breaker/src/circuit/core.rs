@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::config::{CancellationPolicy, Config, ConfigError, TripPolicy};
 use super::events::{Listener, Transition};
 use super::state::{Admission, ProbeSuccess, StateCell, Word};
-use super::window::{CachePadded, Counts, Window};
+use super::window::{CachePadded, CountWindow, Counts, Window};
 use super::{Rejected, State, TripReason};
 use crate::classify::Outcome;
 
@@ -77,19 +77,33 @@ impl Core {
     }
 }
 
-/// What a call admitted by the breaker must report back.
+/// What a call admitted by the breaker must report back: the state generation it was admitted
+/// in, whether it holds a half-open probe slot and whether it must be timed, packed in one word
+/// (`generation << 2 | probe << 1 | timed`) so that reserving and moving it are one register.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket {
-    generation: u64,
-    probe: bool,
-    timed: bool,
-}
+pub(crate) struct Ticket(u64);
 
 impl Ticket {
+    #[inline]
+    fn new(generation: u64, probe: bool, timed: bool) -> Self {
+        Ticket((generation << 2) | (u64::from(probe) << 1) | u64::from(timed))
+    }
+
+    #[inline]
+    pub(crate) fn generation(self) -> u64 {
+        self.0 >> 2
+    }
+
+    #[inline]
+    pub(crate) fn probe(self) -> bool {
+        self.0 & 2 != 0
+    }
+
     /// Whether the call must be timed (a slow-call policy is in force). The clock is read in
     /// `call`, so time spent waiting for readiness is not counted as latency.
-    pub(crate) fn timed(&self) -> bool {
-        self.timed
+    #[inline]
+    pub(crate) fn timed(self) -> bool {
+        self.0 & 1 != 0
     }
 }
 
@@ -113,6 +127,11 @@ pub(crate) struct Shared<L> {
     last_reason: AtomicU8,
     rng: AtomicU64,
     epoch: Instant,
+    // `'static` breakers only (`fixed`): the window, whose shape cannot change, and the minimum
+    // number of calls in force, so that recording needs no config load.
+    fixed: bool,
+    window: Arc<Window>,
+    minimum_calls: AtomicU32,
     name: Box<str>,
     listener: L,
 }
@@ -130,12 +149,22 @@ const NO_DEADLINE_GEN: u64 = u64::MAX;
 
 impl<L: Listener> Shared<L> {
     pub(crate) fn new(name: Box<str>, cfg: Config, listener: L, seed: u64) -> Self {
+        Self::build(name, cfg, listener, seed, false)
+    }
+
+    /// A breaker whose window shape is fixed for life, for `'static` layers.
+    pub(crate) fn new_fixed(name: Box<str>, cfg: Config, listener: L, seed: u64) -> Self {
+        Self::build(name, cfg, listener, seed, true)
+    }
+
+    fn build(name: Box<str>, cfg: Config, listener: L, seed: u64, fixed: bool) -> Self {
         let window = Arc::new(Window::new(&cfg.window));
-        let core = Core::new(cfg, window);
+        let core = Core::new(cfg, window.clone());
         Self {
             state: CachePadded(StateCell::new(State::Closed, core.slow_threshold.is_some())),
             consecutive: CachePadded(AtomicU32::new(0)),
             max_probes: AtomicU32::new(core.cfg.half_open.probes),
+            minimum_calls: AtomicU32::new(core.cfg.minimum_calls),
             core: ArcSwap::from_pointee(core),
             deadline: AtomicU64::new(0),
             deadline_gen: AtomicU64::new(NO_DEADLINE_GEN),
@@ -143,6 +172,8 @@ impl<L: Listener> Shared<L> {
             last_reason: AtomicU8::new(0),
             rng: AtomicU64::new(seed),
             epoch: Instant::now(),
+            fixed,
+            window,
             name,
             listener,
         }
@@ -183,6 +214,18 @@ impl<L: Listener> Shared<L> {
     /// the error (kept apart so that `poll_ready` moves eight bytes, not the error).
     #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Ticket, Word> {
+        // `Closed`: one load and a bit test, inlined; every other state out of line, so the
+        // caller's closed path carries none of their code (nor its register saves).
+        let w = self.state.0.load();
+        if w.is_closed() {
+            return Ok(Ticket::new(w.generation(), false, w.timed()));
+        }
+        self.admit_slow()
+    }
+
+    /// [`admit`](Self::admit) in every state but `Closed`.
+    #[inline(never)]
+    fn admit_slow(self: &Arc<Self>) -> Result<Ticket, Word> {
         loop {
             match self
                 .state
@@ -194,11 +237,7 @@ impl<L: Listener> Shared<L> {
                     probe,
                     timed,
                 } => {
-                    return Ok(Ticket {
-                        generation,
-                        probe,
-                        timed,
-                    });
+                    return Ok(Ticket::new(generation, probe, timed));
                 }
                 Admission::Reject(w) => {
                     self.rejected(w);
@@ -215,11 +254,7 @@ impl<L: Listener> Shared<L> {
                     }
                     if let Ok(next) = self.state.0.try_half_open(w, true) {
                         self.entered_half_open(w, next, now);
-                        return Ok(Ticket {
-                            generation: next.generation(),
-                            probe: true,
-                            timed: next.timed(),
-                        });
+                        return Ok(Ticket::new(next.generation(), true, next.timed()));
                     }
                     // Somebody else moved the state on: decide again.
                 }
@@ -292,13 +327,18 @@ impl<L: Listener> Shared<L> {
 
     /// Gives back a permit that was reserved but never used for a call.
     pub(crate) fn release(&self, ticket: Ticket) {
-        if ticket.probe {
-            self.state.0.release_probe(ticket.generation);
+        if ticket.probe() {
+            self.state.0.release_probe(ticket.generation());
         }
     }
 
     /// Records a finished or cancelled call. `now` is the completion time if the caller already
     /// read the clock.
+    ///
+    /// Inlined fast path: an untimed success in `Closed` on a count window touches only the
+    /// window's ring and the consecutive-failure run (one `fetch_add`, two loads); everything
+    /// else goes to the out-of-line [`record_slow`](Self::record_slow).
+    #[inline(always)]
     pub(crate) fn record(
         self: &Arc<Self>,
         core: &Core,
@@ -307,34 +347,98 @@ impl<L: Listener> Shared<L> {
         elapsed: Option<Duration>,
         now: Option<Instant>,
     ) {
-        let w = self.state.0.load();
-        // Fast path: a success in `Closed` on a count window, not timed. Only the window's ring
-        // and the consecutive-failure run are touched.
         if completion == Completion::Done(Outcome::Success)
-            && w.is_closed()
-            && w.generation() == ticket.generation
             && elapsed.is_none()
             && let Window::Count(window) = &*core.window
         {
-            self.listener
-                .on_outcome(&self.name, Outcome::Success, false);
-            let calls = window.record(false, false);
-            if self.consecutive.0.load(Ordering::Relaxed) != 0 {
-                self.consecutive.0.store(0, Ordering::Relaxed);
+            let w = self.state.0.load();
+            if w.is_closed() && w.generation() == ticket.generation() {
+                self.listener
+                    .on_outcome(&self.name, Outcome::Success, false);
+                let calls = window.record(false, false);
+                if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.0.store(0, Ordering::Relaxed);
+                }
+                if calls == u64::from(core.cfg.minimum_calls) {
+                    self.judge_minimum(core, window, w);
+                }
+                return;
             }
-            if calls == u64::from(core.cfg.minimum_calls)
-                && let Some(reason) = core.evaluate(window.counts(), 0)
-            {
-                self.open(State::Closed, w.generation(), reason, Instant::now());
-            }
-            return;
         }
+        self.record_slow(core, ticket, completion, elapsed, now);
+    }
+
+    /// [`record`](Self::record) with the config in force (keyed breakers, which have no
+    /// stripes); out of line, so that plain breakers' response futures do not carry it.
+    #[inline(never)]
+    pub(crate) fn record_loaded(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        completion: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
+        self.record(&self.core(), ticket, completion, elapsed, now);
+    }
+
+    /// [`record`](Self::record) for `'static` breakers: the same fast path, on the fixed window
+    /// and the mirrored minimum, without loading the config; the rest with the config in force.
+    #[inline(always)]
+    pub(crate) fn record_fixed(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        completion: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
+        if completion == Completion::Done(Outcome::Success)
+            && elapsed.is_none()
+            && let Window::Count(window) = &*self.window
+        {
+            let w = self.state.0.load();
+            if w.is_closed() && w.generation() == ticket.generation() {
+                self.listener
+                    .on_outcome(&self.name, Outcome::Success, false);
+                let calls = window.record(false, false);
+                if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.0.store(0, Ordering::Relaxed);
+                }
+                if calls == u64::from(self.minimum_calls.load(Ordering::Relaxed)) {
+                    self.judge_minimum(&self.core(), window, w);
+                }
+                return;
+            }
+        }
+        self.record_slow(&self.core(), ticket, completion, elapsed, now);
+    }
+
+    /// The success that completes the minimum number of calls: the window may already hold
+    /// enough failures to open.
+    #[cold]
+    #[inline(never)]
+    fn judge_minimum(self: &Arc<Self>, core: &Core, window: &CountWindow, w: Word) {
+        if let Some(reason) = core.evaluate(window.counts(), 0) {
+            self.open(State::Closed, w.generation(), reason, Instant::now());
+        }
+    }
+
+    /// Every record but the fast path of [`record`](Self::record).
+    #[inline(never)]
+    fn record_slow(
+        self: &Arc<Self>,
+        core: &Core,
+        ticket: Ticket,
+        completion: Completion,
+        elapsed: Option<Duration>,
+        now: Option<Instant>,
+    ) {
+        let w = self.state.0.load();
         let slow = matches!((core.slow_threshold, elapsed), (Some(t), Some(e)) if e >= t);
         match completion {
             Completion::Done(o) => self.listener.on_outcome(&self.name, o, slow),
             Completion::Cancelled => self.listener.on_cancelled(&self.name),
         }
-        if w.generation() != ticket.generation {
+        if w.generation() != ticket.generation() {
             // The call belongs to an older state: its outcome decides nothing.
             return;
         }
@@ -342,16 +446,16 @@ impl<L: Listener> Shared<L> {
             Completion::Done(Outcome::Success) => false,
             Completion::Done(Outcome::Failure) => true,
             Completion::Done(Outcome::Ignored) => {
-                if ticket.probe {
-                    self.state.0.release_probe(ticket.generation);
+                if ticket.probe() {
+                    self.state.0.release_probe(ticket.generation());
                 }
                 return;
             }
             Completion::Cancelled => match core.cfg.cancellation {
                 CancellationPolicy::Failure => true,
                 CancellationPolicy::Ignore => {
-                    if ticket.probe {
-                        self.state.0.release_probe(ticket.generation);
+                    if ticket.probe() {
+                        self.state.0.release_probe(ticket.generation());
                     }
                     return;
                 }
@@ -387,7 +491,7 @@ impl<L: Listener> Shared<L> {
                     }
                 }
             }
-            State::HalfOpen if ticket.probe => {
+            State::HalfOpen if ticket.probe() => {
                 if failed || slow {
                     let now = now.unwrap_or_else(Instant::now);
                     self.open(
@@ -399,7 +503,7 @@ impl<L: Listener> Shared<L> {
                 } else {
                     let window = &core.window;
                     let closed = self.state.0.probe_success(
-                        ticket.generation,
+                        ticket.generation(),
                         core.required_successes,
                         || {
                             window.reset();
@@ -553,6 +657,15 @@ impl<L: Listener> Shared<L> {
     fn reconfigure(&self, cfg: Config) -> Result<(), ConfigError> {
         cfg.validate()?;
         let old = self.core.load();
+        if self.fixed && old.cfg.window != cfg.window {
+            return Err(ConfigError::new(
+                "window",
+                format!(
+                    "a 'static breaker keeps its window shape ({:?}); got {:?} (build a new layer to change it)",
+                    old.cfg.window, cfg.window
+                ),
+            ));
+        }
         let window = if old.cfg.window == cfg.window {
             old.window.clone()
         } else {
@@ -561,6 +674,8 @@ impl<L: Listener> Shared<L> {
         let core = Core::new(cfg, window);
         self.max_probes
             .store(core.cfg.half_open.probes, Ordering::Relaxed);
+        self.minimum_calls
+            .store(core.cfg.minimum_calls, Ordering::Relaxed);
         self.state.0.set_timed(core.slow_threshold.is_some());
         self.core.store(Arc::new(core));
         Ok(())
@@ -573,9 +688,12 @@ impl<L: Listener> Shared<L> {
 /// stripe set was built, so recording needs no `arc-swap` load. Reconfiguring builds a new set.
 ///
 /// The breaker does not own its front (the stripes own the breaker): no reference cycle.
-pub(crate) struct Front<L> {
+pub(crate) struct Front<L: 'static> {
     pub(crate) shared: Arc<Shared<L>>,
     pub(crate) set: Arc<ArcSwap<StripeSet<L>>>,
+    // `'static` breakers: a reference held for the life of the process (one leaked `Arc`), which
+    // response futures copy instead of cloning a stripe.
+    pub(crate) fixed: Option<&'static Arc<Shared<L>>>,
 }
 
 pub(crate) struct StripeSet<L> {
@@ -590,10 +708,21 @@ pub(crate) struct Stripe<L> {
     pub(crate) core: Arc<Core>,
 }
 
-impl<L> Front<L> {
+impl<L: 'static> Front<L> {
     pub(crate) fn new(shared: Arc<Shared<L>>) -> Self {
         let set = Arc::new(ArcSwap::from_pointee(StripeSet::new(&shared)));
-        Self { shared, set }
+        Self {
+            shared,
+            set,
+            fixed: None,
+        }
+    }
+
+    /// A front for a `'static` breaker: leaks one reference to it.
+    pub(crate) fn new_static(shared: Arc<Shared<L>>) -> Self {
+        let mut front = Self::new(shared);
+        front.fixed = Some(Box::leak(Box::new(front.shared.clone())));
+        front
     }
 
     /// Re-points the stripes at the config in force.
@@ -695,7 +824,7 @@ pub struct Snapshot {
 
 /// A cloneable handle to one breaker: snapshot, manual control and live reconfiguration. Every
 /// service built from the same layer shares the breaker this handle controls.
-pub struct Handle<L = ()> {
+pub struct Handle<L: 'static = ()> {
     pub(crate) shared: Arc<Shared<L>>,
     // The stripes of the layer this handle came from, re-pointed on reconfigure.
     pub(crate) front: Option<Arc<Front<L>>>,

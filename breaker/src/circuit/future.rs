@@ -26,16 +26,18 @@ pub(crate) struct Permit<C, L: Listener> {
 }
 
 /// What keeps the breaker alive while a call is in flight.
-pub(crate) enum Owner<L> {
+pub(crate) enum Owner<L: 'static> {
     /// The calling thread's stripe (plain breakers).
     Stripe(Arc<Stripe<L>>),
     /// The breaker itself (keyed breakers, whose per-key breakers have no stripes).
     Shared(Arc<Shared<L>>),
+    /// A `'static` breaker: a copied reference, no reference count.
+    Static(&'static Arc<Shared<L>>),
 }
 
 impl<L: Listener> Owner<L> {
     /// Records with the stripe's config, or loads the breaker's config in force.
-    #[inline]
+    #[inline(always)]
     fn record(
         &self,
         ticket: Ticket,
@@ -45,7 +47,8 @@ impl<L: Listener> Owner<L> {
     ) {
         match self {
             Owner::Stripe(s) => s.shared.record(&s.core, ticket, c, elapsed, now),
-            Owner::Shared(s) => s.record(&s.core(), ticket, c, elapsed, now),
+            Owner::Shared(s) => s.record_loaded(ticket, c, elapsed, now),
+            Owner::Static(s) => s.record_fixed(ticket, c, elapsed, now),
         }
     }
 }
@@ -62,11 +65,21 @@ impl<C, L: Listener> Permit<C, L> {
     }
 }
 
+impl<C, L: Listener> Permit<C, L> {
+    /// The response future was dropped before its call finished.
+    #[cold]
+    #[inline(never)]
+    fn cancelled(&mut self) {
+        self.owner
+            .record(self.ticket, Completion::Cancelled, None, None);
+    }
+}
+
 impl<C, L: Listener> Drop for Permit<C, L> {
+    #[inline]
     fn drop(&mut self) {
         if self.pending {
-            self.owner
-                .record(self.ticket, Completion::Cancelled, None, None);
+            self.cancelled();
         }
     }
 }
@@ -116,7 +129,9 @@ where
 {
     type Output = Result<T, Error<E>>;
 
-    #[inline]
+    // Always inlined: the closed path is a few loads and one `fetch_add` once the slow paths
+    // are out of line, and a call would cost more than it (register saves, the result by memory).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { fut, permit } => {

@@ -148,14 +148,16 @@ where
             Reserved::Nothing => self.slot.shared.admit(),
         };
         match decision {
-            Ok(ticket) => ResponseFuture::called(
-                self.inner.call(req),
-                Permit::new(
-                    Owner::Stripe(self.slot.stripes.load().local()),
-                    ticket,
-                    self.classifier.clone(),
-                ),
-            ),
+            Ok(ticket) => {
+                let owner = match self.slot.front.fixed {
+                    Some(s) => Owner::Static(s),
+                    None => Owner::Stripe(self.slot.stripes.load().local()),
+                };
+                ResponseFuture::called(
+                    self.inner.call(req),
+                    Permit::new(owner, ticket, self.classifier.clone()),
+                )
+            }
             Err(w) => ResponseFuture::rejected(self.slot.shared.rejection(w)),
         }
     }

@@ -77,7 +77,41 @@ pub(crate) struct CountWindow {
     failures: AtomicI64,
     slow: AtomicI64,
     size: u64,
+    // `i % size` without a division (Lemire's fastmod; see `Fastmod`).
+    rem: Fastmod,
     slots: Box<[AtomicU8]>,
+}
+
+/// `i % d` by two multiplications instead of a `div` (tens of cycles on x86): with
+/// `m = ceil(2^128 / d)`, `i % d` is the high 128 bits of `(m * i mod 2^128) * d`. Exact for
+/// every 64-bit `i` and every `d` below 2^64 (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019: 128 bits of precision cover a 64-bit numerator and divisor).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fastmod {
+    m: u128,
+    d: u64,
+}
+
+impl Fastmod {
+    pub(crate) fn new(d: u64) -> Self {
+        assert!(d > 0, "fastmod by zero");
+        Self {
+            m: (u128::MAX / u128::from(d)).wrapping_add(1),
+            d,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn rem(self, i: u64) -> u64 {
+        if self.d == 1 {
+            return 0; // m wrapped to 0
+        }
+        let low = self.m.wrapping_mul(u128::from(i));
+        let d = u128::from(self.d);
+        let hi = u128::from((low >> 64) as u64) * d;
+        let lo = (u128::from(low as u64) * d) >> 64;
+        ((hi + lo) >> 64) as u64
+    }
 }
 
 impl CountWindow {
@@ -87,15 +121,16 @@ impl CountWindow {
             failures: AtomicI64::new(0),
             slow: AtomicI64::new(0),
             size: u64::from(size),
+            rem: Fastmod::new(u64::from(size)),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, failed: bool, slow: bool) -> u64 {
         let i = self.next.0.fetch_add(1, Relaxed);
         let new = (u8::from(failed) * FAIL) | (u8::from(slow) * SLOW);
-        let slot = &self.slots[(i % self.size) as usize];
+        let slot = &self.slots[self.rem.rem(i) as usize];
         // Steady state (a success replacing a success): read only, so the slots' cache lines
         // stay shared between cores. Leaving an equal value in place is the same as writing it.
         if slot.load(Relaxed) == new {
@@ -247,6 +282,50 @@ pub(crate) struct CachePadded<T>(pub(crate) T);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fastmod_matches_the_remainder() {
+        let edges = [
+            0,
+            1,
+            2,
+            99,
+            100,
+            101,
+            1 << 32,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for d in [
+            1,
+            2,
+            3,
+            7,
+            10,
+            64,
+            100,
+            1000,
+            65_537,
+            999_983,
+            1_000_000,
+            u64::MAX,
+        ] {
+            let f = super::Fastmod::new(d);
+            for i in edges.into_iter().chain(edges.map(|e| e.wrapping_add(d))) {
+                assert_eq!(f.rem(i), i % d, "{i} % {d}");
+            }
+            for _ in 0..100_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                assert_eq!(f.rem(x), x % d, "{x} % {d}");
+                assert_eq!(f.rem(x >> 24), (x >> 24) % d, "{} % {d}", x >> 24);
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

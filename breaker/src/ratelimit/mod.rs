@@ -8,6 +8,18 @@
 //! One clock read, three relaxed loads and one CAS per call; a rejection is a `Copy` value that
 //! says when to retry and allocates nothing.
 //!
+//! # Clocks
+//!
+//! By default the limiter reads tokio's `Instant` (the real monotonic clock in production, the
+//! paused clock in tests): nanosecond precision, at the price of a `clock_gettime` per call.
+//! [`RateLimitLayer::coarse_clock`] switches a limiter to a coarse clock instead: one atomic load,
+//! advanced every [`COARSE_CLOCK_TICK`] (1 ms) by a background thread started on first use.
+//! That clock never runs ahead of the real one, so a coarse limiter never admits more calls in
+//! total than the exact one (at most `burst + rate * elapsed` since it was built); but it lags by
+//! up to a tick, and when it catches up the calls that one tick earns become available at once,
+//! so a burst can reach `burst + rate * tick`. It follows the real clock, not tokio's paused
+//! time.
+//!
 //! # Example
 //!
 //! ```
@@ -29,6 +41,7 @@
 //! # }
 //! ```
 
+mod coarse;
 mod config;
 pub mod error;
 pub mod future;
@@ -38,6 +51,7 @@ mod keyed;
 mod metrics;
 mod service;
 
+pub use self::coarse::TICK as COARSE_CLOCK_TICK;
 pub use self::config::{Config, Mode};
 pub use self::error::{Error, Rejected};
 pub use self::gcra::{Handle, Listener, Snapshot};

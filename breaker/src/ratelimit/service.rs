@@ -42,6 +42,22 @@ impl RateLimitLayer {
     pub fn new(config: Config) -> Result<Self, InvalidConfig> {
         Self::with_listener("", config, ())
     }
+
+    /// A limiter with `config` on the coarse clock: one atomic load per call instead of a
+    /// `clock_gettime`, at the price of precision (see [the module docs](super#clocks)).
+    ///
+    /// ```
+    /// use palisade_breaker::ratelimit::{Config, RateLimitLayer};
+    /// use std::time::Duration;
+    ///
+    /// // 10,000 calls a second; the coarse clock's 1 ms tick is worth 10 calls.
+    /// let layer = RateLimitLayer::new_coarse(Config::per(10_000, Duration::from_secs(1)))?;
+    /// assert!(layer.handle().snapshot().available > 0);
+    /// # Ok::<(), palisade_breaker::InvalidConfig>(())
+    /// ```
+    pub fn new_coarse(config: Config) -> Result<Self, InvalidConfig> {
+        Self::with_listener_coarse("", config, ())
+    }
 }
 
 impl<L: Listener> RateLimitLayer<L> {
@@ -51,15 +67,33 @@ impl<L: Listener> RateLimitLayer<L> {
         config: Config,
         listener: L,
     ) -> Result<Self, InvalidConfig> {
+        Self::build(name.into(), config, listener, false)
+    }
+
+    /// [`with_listener`](Self::with_listener) on the coarse clock, as in
+    /// [`new_coarse`](RateLimitLayer::new_coarse).
+    pub fn with_listener_coarse(
+        name: impl Into<String>,
+        config: Config,
+        listener: L,
+    ) -> Result<Self, InvalidConfig> {
+        Self::build(name.into(), config, listener, true)
+    }
+
+    fn build(
+        name: String,
+        config: Config,
+        listener: L,
+        coarse: bool,
+    ) -> Result<Self, InvalidConfig> {
         config.validate()?;
-        let name: String = name.into();
+        let gcra = Gcra::with_listener(&config, Instant::now(), name.into_boxed_str(), listener);
         Ok(Self {
-            gcra: Arc::new(Gcra::with_listener(
-                &config,
-                Instant::now(),
-                name.into_boxed_str(),
-                listener,
-            )),
+            gcra: Arc::new(if coarse {
+                gcra.with_coarse_clock()
+            } else {
+                gcra
+            }),
         })
     }
 
