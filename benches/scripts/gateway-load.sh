@@ -98,8 +98,10 @@ routes:
   - id: all
     upstream: http://127.0.0.1:$P_BE
 GW
-# Typical chain: path predicate + method, header rewrites both ways, a circuit breaker with a
-# fallback and a timeout. (No rate limit: not implemented yet.)
+# Typical chain (issue 8: request id, rate limit, breaker, header rewrite): path predicate +
+# method, header rewrites both ways, an in-process rate limit per client IP (a bucket large enough
+# never to refuse; its RateLimit-* headers are written on every answer), a circuit breaker with a
+# fallback and a timeout. Every chain also gets the request id, trace and forwarded headers.
 cat > "$WORK/gw-typical.yaml" <<GW
 listen: 127.0.0.1:$P_GT
 routes:
@@ -107,6 +109,7 @@ routes:
     upstream: http://127.0.0.1:$P_BE
     timeout: 5s
     predicates: { path_prefix: /, method: [GET, HEAD] }
+    local_rate_limit: { rate: 1000000, period: 1s, burst: 1000000, key: client_ip }
     filters:
       - add_request_header: { name: x-gateway, value: palisade }
       - remove_request_header: cookie
