@@ -191,11 +191,19 @@ fn allocations(n: usize) -> Vec<(&'static str, f64)> {
             let mut call = make();
             call(0);
             let reqs = 10_000;
-            let region = Region::new(GLOBAL);
-            for i in 0..reqs {
-                black_box(call(i));
-            }
-            (name, region.change().allocations as f64 / reqs as f64)
+            // The counter is process-wide: the least of three passes, so another thread's stray
+            // allocation is not charged to the balancer (its own would show in every pass).
+            let least = (0..3)
+                .map(|_| {
+                    let region = Region::new(GLOBAL);
+                    for i in 0..reqs {
+                        black_box(call(i));
+                    }
+                    region.change().allocations
+                })
+                .min()
+                .unwrap_or(0);
+            (name, least as f64 / reqs as f64)
         })
         .collect()
 }
