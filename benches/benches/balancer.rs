@@ -19,7 +19,8 @@ use criterion::{BenchmarkId, Criterion};
 use futures::Stream;
 use palisade_balancer::rng::SmallRng;
 use palisade_balancer::{Balance, Config, Endpoint, OutlierConfig, Policy};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use palisade_benches::allocations_per_call;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tower::Service;
 use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover};
@@ -191,19 +192,12 @@ fn allocations(n: usize) -> Vec<(&'static str, f64)> {
             let mut call = make();
             call(0);
             let reqs = 10_000;
-            // The counter is process-wide: the least of three passes, so another thread's stray
-            // allocation is not charged to the balancer (its own would show in every pass).
-            let least = (0..3)
-                .map(|_| {
-                    let region = Region::new(GLOBAL);
-                    for i in 0..reqs {
-                        black_box(call(i));
-                    }
-                    region.change().allocations
-                })
-                .min()
-                .unwrap_or(0);
-            (name, least as f64 / reqs as f64)
+            (
+                name,
+                allocations_per_call(GLOBAL, reqs, |i| {
+                    black_box(call(i as _));
+                }),
+            )
         })
         .collect()
 }

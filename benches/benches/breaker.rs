@@ -21,9 +21,11 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion};
 use failsafe::CircuitBreaker as _;
-use palisade_benches::{Fail, criterion_dir, drive, median_ns, op, poll_once};
+use palisade_benches::{
+    Fail, allocations_per_call, criterion_dir, drive, median_ns, op, poll_once,
+};
 use palisade_breaker::circuit::{CircuitBreakerLayer, Config, OpenDuration, TripPolicy};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tower::{Layer, Service};
 
 #[global_allocator]
@@ -279,20 +281,12 @@ fn allocations(open: bool) -> Vec<(&'static str, f64)> {
             let mut call = make();
             call(1); // warm up lazily created state
             let n = 10_000;
-            // The counter is process-wide, so another thread's stray allocation during a pass
-            // would be charged to the breaker: take the least of three passes. An allocation on
-            // the breaker's own path shows up in every pass.
-            let least = (0..3)
-                .map(|_| {
-                    let region = Region::new(GLOBAL);
-                    for i in 0..n {
-                        black_box(call(i));
-                    }
-                    region.change().allocations
-                })
-                .min()
-                .unwrap_or(0);
-            (name, least as f64 / n as f64)
+            (
+                name,
+                allocations_per_call(GLOBAL, n, |i| {
+                    black_box(call(i as _));
+                }),
+            )
         })
         .collect()
 }

@@ -18,8 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use palisade_benches::{criterion_dir, median_ns};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use palisade_benches::{allocations_per_call, criterion_dir, median_ns};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tower::{Layer, Service};
 
 #[global_allocator]
@@ -301,20 +301,12 @@ fn allocations(group_name: &str) -> Vec<(&'static str, f64)> {
         .map(|(name, mut call)| {
             call(1); // warm up lazily created state
             let n = 10_000;
-            // The counter is process-wide, so another thread's stray allocation during a pass
-            // would be charged to the layer: take the least of three passes. An allocation on the
-            // layer's own path shows up in every pass.
-            let least = (0..3)
-                .map(|_| {
-                    let region = Region::new(GLOBAL);
-                    for i in 0..n {
-                        black_box(call(i));
-                    }
-                    region.change().allocations
-                })
-                .min()
-                .unwrap_or(0);
-            (name, least as f64 / n as f64)
+            (
+                name,
+                allocations_per_call(GLOBAL, n, |i| {
+                    black_box(call(i as _));
+                }),
+            )
         })
         .collect()
 }

@@ -80,3 +80,25 @@ pub fn median_ns(path: &[&str]) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["median"]["point_estimate"].as_f64()
 }
+
+/// Allocations per call of `call`, over `n` calls: the least of three passes. The counter of
+/// `stats_alloc` is process-wide, so another thread's stray allocation during a pass would be
+/// charged to the code measured; an allocation on that code's own path shows up in every pass.
+/// Warm up lazily created state before calling this.
+pub fn allocations_per_call(
+    global: &'static stats_alloc::StatsAlloc<std::alloc::System>,
+    n: usize,
+    mut call: impl FnMut(usize),
+) -> f64 {
+    let least = (0..3)
+        .map(|_| {
+            let region = stats_alloc::Region::new(global);
+            for i in 0..n {
+                call(i);
+            }
+            region.change().allocations
+        })
+        .min()
+        .unwrap_or(0);
+    least as f64 / n as f64
+}
