@@ -146,24 +146,18 @@ for p in $P_BE $P_NG $P_HA $P_GW $P_GT $P_GR; do
   [ $ok = 1 ] || { echo "error: nothing answers on 127.0.0.1:$p" >&2; cat "$WORK"/*.log "$WORK/nginx/stderr" >&2 || true; exit 1; }
 done
 
-# CPU seconds (utime+stime) of a process and its direct children (nginx workers).
-cpu_of() {
-  local total=0 pid
+# CPU ticks of a process and its direct children (nginx workers): utime+stime by default, or the
+# /proc/PID/stat fields given (`ticks_of PID '$15'`: stime, where the loopback TCP work lands).
+ticks_of() {
+  local total=0 pid fields=${2:-'$14 + $15'}
   for pid in "$1" $(pgrep -P "$1" || true); do
     [ -r "/proc/$pid/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    total=$((total + $(awk "{print $fields}" "/proc/$pid/stat")))
   done
   echo "$total"
 }
-# Kernel CPU seconds (stime) of the same processes: the loopback TCP work lands here.
-sys_of() {
-  local total=0 pid
-  for pid in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$pid/stat" ] || continue
-    total=$((total + $(awk '{print $15}' "/proc/$pid/stat")))
-  done
-  echo "$total"
-}
+cpu_of() { ticks_of "$1"; }
+sys_of() { ticks_of "$1" '$15'; }
 TICKS=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v }'; }
 
